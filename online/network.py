@@ -1,0 +1,158 @@
+"""The MDNet network: shared trunk (conv1-3, fc4, fc5) and a 2-way fc6 head.
+
+| layer | op                                                    | output     |
+| conv1 | 7x7/2, 96 -> ReLU -> LRN -> maxpool 3/2               | 96x25x25   |
+| conv2 | 5x5/2, 256 -> ReLU -> LRN -> maxpool 3/2              | 256x5x5    |
+| conv3 | 3x3/1, 512 -> ReLU                                    | 512x3x3    |
+| fc4   | 4608 -> 512 -> ReLU -> dropout 0.5                    | 512        |
+| fc5   | 512 -> 512 -> ReLU -> dropout 0.5                     | 512        |
+| fc6   | 512 -> 2 (one per domain / target)                    | 2          |
+
+The trunk is split into `ConvStage` (conv1-3, pixels in, flattened conv3 out) and `FcStage`
+(fc4-fc5) because online tracking trains fc4-fc6 on cached conv3 features: the convs run once per
+sample, the cheap fc layers run every iteration. Mean subtraction happens inside `ConvStage`, so
+whoever feeds the net passes raw 0..255 crops and cannot normalise differently.
+
+Parameter names are fixed by explicit prefixes (`conv1_weight`, ..., `fc5_bias`), never by Gluon's
+global counters: Horovod matches tensors across ranks by name, and the weight file stores them by
+name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon import nn
+
+# MatConvNet VGG-M LRN: x / (kappa + alpha * sum_{n=5} x^2)^beta with kappa=2, alpha=1e-4, beta=0.75.
+# MXNet's LRN divides alpha by nsize, so the equivalent MXNet alpha is 1e-4 * 5 = 5e-4.
+LRN_NSIZE = 5
+LRN_ALPHA = 5e-4
+LRN_BETA = 0.75
+LRN_KNORM = 2.0
+
+SHARED_LAYERS = ("conv1", "conv2", "conv3", "fc4", "fc5")
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Everything the weight file records about the trunk's shape and preprocessing."""
+    conv_channels: tuple = (96, 256, 512)
+    fc_width: int = 512
+    input_size: int = 107
+    padding: int = 16  # context pixels on each side at input scale: the box fills the central 75 px
+    mean: float = 128.0
+    dropout: float = 0.5
+    lrn: tuple = (LRN_NSIZE, LRN_ALPHA, LRN_BETA, LRN_KNORM)
+
+    @property
+    def conv3_size(self) -> int:
+        s = (self.input_size - 7) // 2 + 1  # conv1
+        s = (s - 3) // 2 + 1  # pool1
+        s = (s - 5) // 2 + 1  # conv2
+        s = (s - 3) // 2 + 1  # pool2
+        return s - 2  # conv3 3x3 stride 1
+
+    @property
+    def feat_dim(self) -> int:
+        return self.conv_channels[2] * self.conv3_size ** 2
+
+
+class ConvStage(gluon.HybridBlock):
+    """conv1-conv3; input N x 3 x S x S raw pixels (0..255), output N x feat_dim."""
+
+    def __init__(self, spec: NetSpec, **kw):
+        super().__init__(prefix="", **kw)
+        self.spec = spec
+        c1, c2, c3 = spec.conv_channels
+        with self.name_scope():
+            self.conv1 = nn.Conv2D(c1, 7, strides=2, in_channels=3, prefix="conv1_")
+            self.conv2 = nn.Conv2D(c2, 5, strides=2, in_channels=c1, prefix="conv2_")
+            self.conv3 = nn.Conv2D(c3, 3, strides=1, in_channels=c2, prefix="conv3_")
+
+    def hybrid_forward(self, F, x):
+        nsize, alpha, beta, knorm = self.spec.lrn
+        x = x - self.spec.mean
+        x = F.relu(self.conv1(x))
+        x = F.LRN(x, nsize=nsize, alpha=alpha, beta=beta, knorm=knorm)
+        x = F.Pooling(x, kernel=(3, 3), stride=(2, 2), pool_type="max")
+        x = F.relu(self.conv2(x))
+        x = F.LRN(x, nsize=nsize, alpha=alpha, beta=beta, knorm=knorm)
+        x = F.Pooling(x, kernel=(3, 3), stride=(2, 2), pool_type="max")
+        x = F.relu(self.conv3(x))
+        return F.flatten(x)
+
+
+class FcStage(gluon.HybridBlock):
+    """fc4-fc5 with dropout (active only under autograd.record(train_mode=True))."""
+
+    def __init__(self, spec: NetSpec, **kw):
+        super().__init__(prefix="", **kw)
+        with self.name_scope():
+            self.fc4 = nn.Dense(spec.fc_width, in_units=spec.feat_dim, prefix="fc4_")
+            self.fc5 = nn.Dense(spec.fc_width, in_units=spec.fc_width, prefix="fc5_")
+            self.drop4 = nn.Dropout(spec.dropout)
+            self.drop5 = nn.Dropout(spec.dropout)
+
+    def hybrid_forward(self, F, x):
+        x = self.drop4(F.relu(self.fc4(x)))
+        return self.drop5(F.relu(self.fc5(x)))
+
+
+class Trunk(gluon.HybridBlock):
+    """The shared layers: pixels -> fc5 features. `convs` and `fcs` are usable on their own."""
+
+    def __init__(self, spec: NetSpec = NetSpec(), **kw):
+        super().__init__(prefix="", **kw)
+        self.spec = spec
+        with self.name_scope():
+            self.convs = ConvStage(spec)
+            self.fcs = FcStage(spec)
+
+    def hybrid_forward(self, F, x):
+        return self.fcs(self.convs(x))
+
+
+def make_head(spec: NetSpec, name: str = "fc6") -> nn.Dense:
+    """A fresh 2-way fc6: weights N(0, 0.01), bias 0 (the paper's init)."""
+    head = nn.Dense(2, in_units=spec.fc_width, prefix=f"{name}_",
+                    weight_initializer=mx.init.Normal(0.01), bias_initializer="zeros")
+    return head
+
+
+def init_trunk(trunk: Trunk, ctx=None, seed: int | None = None):
+    """Paper init for the fc layers (N(0, 0.01), bias 0.1); He-normal for convs.
+
+    MDNet starts its convs from ImageNet VGG-M; when no weight file is given we use He init so a
+    random trunk still passes signal through three ReLU layers (N(0, 0.01) would shrink it ~100x per
+    layer and leave fc4 nothing to learn from).
+    """
+    ctx = ctx or mx.cpu()
+    if seed is not None:
+        mx.random.seed(seed)
+    for name in ("conv1", "conv2", "conv3"):
+        conv = getattr(trunk.convs, name)
+        conv.weight.initialize(mx.init.MSRAPrelu(factor_type="in", slope=0.0), ctx=ctx, force_reinit=True)
+        conv.bias.initialize(mx.init.Zero(), ctx=ctx, force_reinit=True)
+    for name in ("fc4", "fc5"):
+        fc = getattr(trunk.fcs, name)
+        fc.weight.initialize(mx.init.Normal(0.01), ctx=ctx, force_reinit=True)
+        fc.bias.initialize(mx.init.Constant(0.1), ctx=ctx, force_reinit=True)
+
+
+def shared_params(trunk: Trunk) -> dict:
+    """name -> Parameter for conv1..fc5, names as stored in the weight file."""
+    return {p.name: p for p in trunk.collect_params().values()}
+
+
+def param_names(spec: NetSpec) -> dict:
+    """Expected name -> shape of every shared parameter for a spec (used to validate files)."""
+    c1, c2, c3 = spec.conv_channels
+    return {
+        "conv1_weight": (c1, 3, 7, 7), "conv1_bias": (c1,),
+        "conv2_weight": (c2, c1, 5, 5), "conv2_bias": (c2,),
+        "conv3_weight": (c3, c2, 3, 3), "conv3_bias": (c3,),
+        "fc4_weight": (spec.fc_width, spec.feat_dim), "fc4_bias": (spec.fc_width,),
+        "fc5_weight": (spec.fc_width, spec.fc_width), "fc5_bias": (spec.fc_width,),
+    }
