@@ -128,7 +128,7 @@ def sample_by_iou(rng: np.random.Generator, spec: SamplerSpec, box, image_size, 
         have += len(cand)
         if have >= n:
             break
-        draw *= 2
+        draw = min(2 * draw, max(16 * n, 4096))  # capped: 20 uncapped doublings = 2^19 x draws
     out = np.concatenate(kept, axis=0) if kept else np.zeros((0, 4))
     if len(out) > n:
         out = out[rng.choice(len(out), n, replace=False)]
