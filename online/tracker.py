@@ -1,0 +1,472 @@
+"""The MDNet online tracker (py-MDNet's `run_mdnet`), for one target or several in one video.
+
+Per target: a fresh fc6 and private copies of fc4/fc5 (each target fine-tunes its own fc4-fc6);
+conv1-3 are shared by all targets and frozen. Online training only ever sees cached conv3
+features: every crop goes through the convs once, the fc layers are trained on stored features.
+
+First frame (per target): 500 positives (IoU >= 0.7), 5000 negatives (IoU <= 0.5, half uniform
+around the target, half anywhere in the image), 1000 box-regression samples (IoU >= 0.6) and the
+first 200 update negatives are cropped and pushed through the convs once; fc4-fc6 train for 50
+iterations on minibatches of 32 positives + the 96 hardest of 1024 negatives (hardness = the
+current net's positive score, inference mode); the box regressor is fitted on the conv3 features.
+
+Every frame: 256 gaussian candidates around the previous estimate (not the regressed box, as in
+py-MDNet); the estimate is the mean of the top-5 by fc6 positive output, success when their mean
+is > 0. On failure the search widens (trans x1.1 per frame, up to 1.5); on success it resets,
+the regressor refines the top-5 and 50 positives + 200 negatives of the estimate are stored.
+Updates: long-term every 10 frames (positives of the last 100 successful frames, the first
+frame's always kept; negatives of the last 20), short-term on failure (positives of the last 20).
+
+Several targets: `MultiTracker` crops the candidates of all targets and runs them through the
+convs in ONE batched pass per frame (likewise the update samples), then scores each target with
+its own fc4-fc6. Each target draws from its own `np.random.Generator` seeded by (seed, index) and
+its dropout masks come from that generator (not MXNet's global RNG), so target k of a multi-target
+run follows exactly the same random path as a single-target run with `target_index=k`. The
+conv results of one image do not depend on where it sits in the batch on the CPU backend measured
+(MKLDNN, bitwise equal), so the boxes are identical; another backend may differ by float rounding.
+
+GPU readiness: everything runs on `ctx`; every forward has a fixed batch shape (convs and fc
+inference: `batch_test`, padded; training: `batch_pos + batch_neg`), so hybridized graphs are
+planned once. Network time (forward/backward, synchronised) accumulates in `net_s`.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from mxnet.gluon import nn
+
+from online.bbreg import BBRegressor
+from online.boxes import SamplerSpec, sample_boxes, sample_by_iou, valid_box
+from online.crops import crop_regions
+from online.network import NetSpec, Trunk, make_head
+from online.tracker_config import TrackerConfig
+
+
+@dataclass
+class TrackResult:
+    box: np.ndarray  # x, y, w, h (box-regressed when success and bbreg is on)
+    score: float  # mean raw fc6 positive output of the top-k candidates
+    success: bool  # score > 0
+
+
+class Timer:
+    """Seconds spent in the network (`net_s`) and elsewhere, by name."""
+
+    def __init__(self):
+        self.net_s = 0.0
+        self.parts: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float):
+        self.parts[name] = self.parts.get(name, 0.0) + seconds
+
+    def snapshot(self) -> dict:
+        return {"net_s": self.net_s, **self.parts}
+
+
+class ConvFeatures:
+    """conv1-3 on crops of boxes, in fixed batches of `batch` (the last one padded)."""
+
+    def __init__(self, trunk: Trunk, batch: int, ctx, timer: Timer):
+        self.spec: NetSpec = trunk.spec
+        self.convs = trunk.convs
+        self.convs.hybridize(static_alloc=True, static_shape=True)
+        self.batch = batch
+        self.ctx = ctx
+        self.timer = timer
+        s = self.spec.input_size
+        # Rows beyond the last real crop keep stale pixels: each image's conv result does not depend
+        # on the other images in the batch, so padding needs no clearing.
+        self._buf = np.full((batch, 3, s, s), self.spec.mean, dtype=np.float32)
+        # Copying into a preallocated device array is ~8x faster than mx.nd.array() on the CPU,
+        # which allocates (and page-faults) 35 MB per batch at 107x107x256.
+        self._x = mx.nd.zeros(self._buf.shape, ctx=ctx)
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> mx.nd.NDArray:
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        outs = []
+        for start in range(0, len(boxes), self.batch):
+            chunk = boxes[start:start + self.batch]
+            t0 = time.perf_counter()
+            crop_regions(image, chunk, self.spec.input_size, self.spec.padding, self.spec.mean, out=self._buf)
+            self._x[:] = self._buf  # waits until the previous batch's conv has read it
+            t1 = time.perf_counter()
+            y = self.convs(self._x)
+            y.wait_to_read()
+            t2 = time.perf_counter()
+            self.timer.add("crop_s", t1 - t0)
+            self.timer.net_s += t2 - t1
+            outs.append(y[:len(chunk)] if len(chunk) < self.batch else y)
+        if not outs:
+            return mx.nd.zeros((0, self.spec.feat_dim), ctx=self.ctx)
+        return outs[0] if len(outs) == 1 else mx.nd.concat(*outs, dim=0)
+
+
+class _Head(gluon.HybridBlock):
+    """fc4 -> ReLU -> dropout -> fc5 -> ReLU -> dropout -> fc6 for one target.
+
+    Dropout is an explicit multiplication by masks passed in as inputs (drawn from the target's own
+    numpy generator), so each target's randomness is private. The training variant returns the
+    mean softmax cross-entropy (py-MDNet's BinaryLoss: -log p(pos) over positives, -log p(neg)
+    over negatives, averaged over the batch); the inference variant returns the raw fc6 outputs.
+    """
+
+    def __init__(self, spec: NetSpec, prefix: str, train: bool, params=None):
+        super().__init__(prefix=prefix, params=params)
+        self._train = train
+        with self.name_scope():
+            self.fc4 = nn.Dense(spec.fc_width, in_units=spec.feat_dim, prefix="fc4_")
+            self.fc5 = nn.Dense(spec.fc_width, in_units=spec.fc_width, prefix="fc5_")
+            self.fc6 = make_head(spec)
+
+    def hybrid_forward(self, F, x, *extra):
+        if self._train:
+            m4, m5, label = extra
+            h = F.relu(self.fc4(x)) * m4
+            h = F.relu(self.fc5(h)) * m5
+            logp = F.log_softmax(self.fc6(h), axis=1)
+            return -F.mean(F.pick(logp, label, axis=1))
+        h = F.relu(self.fc4(x))
+        h = F.relu(self.fc5(h))
+        return self.fc6(h)
+
+
+def _perm_stream(rng: np.random.Generator, n: int, need: int) -> np.ndarray:
+    """Concatenated permutations of range(n), at least `need` long (py-MDNet's train())."""
+    parts, have = [], 0
+    while have < need:
+        parts.append(rng.permutation(n))
+        have += n
+    return np.concatenate(parts)
+
+
+class _Target:
+    """All state of one tracked target: its fc4-fc6, optimiser, sample memory, RNG and search."""
+
+    def __init__(self, index: int, trunk: Trunk, cfg: TrackerConfig, ctx, seed: int, timer: Timer):
+        self.index = index
+        self.cfg = cfg
+        self.ctx = ctx
+        self.timer = timer
+        self.spec: NetSpec = trunk.spec
+        # Private generator: the same (seed, index) gives the same random path alone or with others.
+        self.rng = np.random.default_rng([int(seed), int(index)])
+        prefix = f"target{index}_"
+        self.train_head = _Head(self.spec, prefix, train=True)
+        self.eval_head = _Head(self.spec, prefix, train=False, params=self.train_head.collect_params())
+        params = self.train_head.collect_params()
+        params.initialize(mx.init.Zero(), ctx=ctx, force_reinit=True)
+        for name in ("fc4", "fc5"):
+            src = getattr(trunk.fcs, name)
+            dst = getattr(self.train_head, name)
+            dst.weight.set_data(src.weight.data(ctx).copy())
+            dst.bias.set_data(src.bias.data(ctx).copy())
+        # Fresh fc6, paper init N(0, 0.01) / 0, drawn from the target's generator.
+        fc6 = self.train_head.fc6
+        fc6.weight.set_data(mx.nd.array(self.rng.normal(0.0, 0.01, fc6.weight.shape), ctx=ctx))
+        fc6.bias.set_data(mx.nd.zeros(fc6.bias.shape, ctx=ctx))
+        fc6.weight.lr_mult = cfg.lr_mult_fc6
+        fc6.bias.lr_mult = cfg.lr_mult_fc6
+        # Two graphs over the same parameters, each with one fixed input shape.
+        self.train_head.hybridize(static_alloc=True, static_shape=True)
+        self.eval_head.hybridize(static_alloc=True, static_shape=True)
+        self._params = list(params.values())
+        self._labels = mx.nd.array(np.r_[np.ones(cfg.batch_pos), np.zeros(cfg.batch_neg)], ctx=ctx)
+        self._eval_buf = mx.nd.zeros((cfg.batch_test, self.spec.feat_dim), ctx=ctx)
+        self._m4 = mx.nd.zeros((cfg.batch_pos + cfg.batch_neg, self.spec.fc_width), ctx=ctx)
+        self._m5 = mx.nd.zeros((cfg.batch_pos + cfg.batch_neg, self.spec.fc_width), ctx=ctx)
+        self.trainer = None
+        self.bbreg: BBRegressor | None = None
+        self.pos_first = None  # first frame's positives: always part of long-term updates
+        self.pos_mem: deque = deque(maxlen=max(cfg.n_frames_long - 1, 1))
+        self.neg_mem: deque = deque(maxlen=cfg.n_frames_short)
+        self.box = None  # search centre for the next frame (the unregressed estimate)
+        self.trans = cfg.trans
+        self.frame = 0
+        self.last: TrackResult | None = None
+
+    # --- samplers, as in py-MDNet's run_tracker.py ---
+    def _sampler(self, kind, trans=0.0, scale=1.0, aspect=None) -> SamplerSpec:
+        return SamplerSpec(kind, trans=trans, scale=scale, aspect=aspect)
+
+    def init_samples(self, box, size) -> dict:
+        cfg, rng = self.cfg, self.rng
+        out = {}
+        out["bbreg"] = (sample_by_iou(rng, self._sampler("uniform", cfg.trans_bbreg, cfg.scale_bbreg,
+                                                          cfg.aspect_bbreg), box, size, cfg.n_bbreg,
+                                      (cfg.overlap_bbreg, 1.0)) if cfg.bbreg else np.zeros((0, 4)))
+        out["pos"] = sample_by_iou(rng, self._sampler("gaussian", cfg.trans_pos, cfg.scale_pos), box, size,
+                                   cfg.n_pos_init, (cfg.overlap_pos_init, 1.0))
+        half = cfg.n_neg_init // 2
+        out["neg"] = np.concatenate([
+            sample_by_iou(rng, self._sampler("uniform", cfg.trans_neg_init, cfg.scale_neg_init), box, size,
+                          cfg.n_neg_init - half, (0.0, cfg.overlap_neg_init)),
+            sample_by_iou(rng, self._sampler("whole", scale=cfg.scale_neg_whole), box, size, half,
+                          (0.0, cfg.overlap_neg_init))])
+        out["neg_update"] = sample_by_iou(rng, self._sampler("uniform", cfg.trans_neg, cfg.scale_neg), box, size,
+                                          cfg.n_neg_update, (0.0, cfg.overlap_neg_init))
+        for k in ("pos", "neg"):
+            if len(out[k]) == 0:
+                raise RuntimeError(f"target {self.index}: no first-frame {k} samples could be drawn around "
+                                   f"{np.round(box, 1).tolist()} in a {size[0]}x{size[1]} image")
+        return out
+
+    def candidates(self, size) -> np.ndarray:
+        return sample_boxes(self.rng, self._sampler("gaussian", self.trans, self.cfg.scale), self.box, size,
+                            self.cfg.n_samples)
+
+    def update_samples(self, box, size) -> tuple[np.ndarray, np.ndarray]:
+        cfg, rng = self.cfg, self.rng
+        pos = sample_by_iou(rng, self._sampler("gaussian", cfg.trans_pos, cfg.scale_pos), box, size,
+                            cfg.n_pos_update, (cfg.overlap_pos_update, 1.0))
+        neg = sample_by_iou(rng, self._sampler("uniform", cfg.trans_neg, cfg.scale_neg), box, size,
+                            cfg.n_neg_update, (0.0, cfg.overlap_neg_update))
+        return pos, neg
+
+    # --- network pieces ---
+    def scores(self, feats: mx.nd.NDArray) -> mx.nd.NDArray:
+        """Raw fc6 outputs (N, 2) in inference mode, in fixed batches of batch_test."""
+        b = self.cfg.batch_test
+        n = feats.shape[0]
+        outs = []
+        for start in range(0, n, b):
+            end = min(start + b, n)
+            if end - start == b:
+                outs.append(self.eval_head(feats[start:end]))
+            else:
+                self._eval_buf[:end - start] = feats[start:end]
+                outs.append(self.eval_head(self._eval_buf)[:end - start])
+        return outs[0] if len(outs) == 1 else mx.nd.concat(*outs, dim=0)
+
+    def _new_trainer(self, lr: float) -> gluon.Trainer:
+        return gluon.Trainer(self.train_head.collect_params(), "sgd",
+                             {"learning_rate": lr, "momentum": self.cfg.momentum, "wd": self.cfg.weight_decay},
+                             kvstore=None, update_on_kvstore=False)
+
+    def train(self, pos: mx.nd.NDArray, neg: mx.nd.NDArray, iterations: int, trainer: gluon.Trainer):
+        """py-MDNet's train(): minibatches of batch_pos positives + the batch_neg hardest of
+        batch_neg_cand negatives, walking through concatenated random permutations of each pool."""
+        cfg, rng, ctx = self.cfg, self.rng, self.ctx
+        bp, bn, bc = cfg.batch_pos, cfg.batch_neg, cfg.batch_neg_cand
+        keep = 1.0 - self.spec.dropout
+        width = self.spec.fc_width
+        t_host = time.perf_counter()
+        pos_idx = mx.nd.array(_perm_stream(rng, pos.shape[0], bp * iterations), ctx=ctx, dtype="int32")
+        neg_idx = mx.nd.array(_perm_stream(rng, neg.shape[0], bc * iterations), ctx=ctx, dtype="int32")
+        host = time.perf_counter() - t_host
+        net = 0.0
+        for it in range(iterations):
+            t0 = time.perf_counter()
+            # Inverted dropout masks (values 0 or 1/keep), from this target's generator.
+            self._m4[:] = (rng.random((bp + bn, width), dtype=np.float32) < keep) * np.float32(1.0 / keep)
+            self._m5[:] = (rng.random((bp + bn, width), dtype=np.float32) < keep) * np.float32(1.0 / keep)
+            t1 = time.perf_counter()
+            pos_b = mx.nd.take(pos, pos_idx[it * bp:(it + 1) * bp])
+            cand = mx.nd.take(neg, neg_idx[it * bc:(it + 1) * bc])
+            if bc > bn:
+                # Hard negative mining: score the pool in inference mode, keep the top batch_neg.
+                hard = mx.nd.topk(self.scores(cand)[:, 1], k=bn, ret_typ="indices", dtype="int32")
+                neg_b = mx.nd.take(cand, hard)
+            else:
+                neg_b = cand
+            x = mx.nd.concat(pos_b, neg_b, dim=0)
+            with autograd.record():
+                loss = self.train_head(x, self._m4, self._m5, self._labels)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                gluon.utils.clip_global_norm([p.grad(ctx) for p in self._params], cfg.grad_clip,
+                                             check_isfinite=False)
+            trainer.step(1)
+            for p in self._params:
+                p.data(ctx).wait_to_read()
+            t2 = time.perf_counter()
+            host += t1 - t0
+            net += t2 - t1
+        self.timer.net_s += net
+        self.timer.add("train_host_s", host)
+
+    # --- the tracking steps ---
+    def initialize(self, box, size, feats: dict):
+        cfg = self.cfg
+        self.box = np.asarray(box, dtype=np.float64).copy()
+        if cfg.bbreg and feats["bbreg_boxes"] is not None and len(feats["bbreg_boxes"]):
+            t0 = time.perf_counter()
+            self.bbreg = BBRegressor(cfg.lambda_bbreg, cfg.overlap_bbreg).fit(
+                feats["bbreg"].asnumpy(), feats["bbreg_boxes"], self.box)
+            self.timer.add("bbreg_s", time.perf_counter() - t0)
+        self.trainer = self._new_trainer(cfg.lr_init)
+        self.train(feats["pos"], feats["neg"], cfg.maxiter_init, self.trainer)
+        # py-MDNet uses a separate optimiser (fresh momentum) for the online updates.
+        self.trainer = self._new_trainer(cfg.lr_update)
+        # Copies: a slice would keep the whole first-frame feature batch (~6700 rows) alive.
+        self.pos_first = feats["pos"].copy()
+        self.neg_mem.append(feats["neg_update"].copy())
+        self.trans = cfg.trans
+        self.frame = 0
+        self.last = TrackResult(self.box.copy(), float("nan"), True)
+
+    def estimate(self, cands: np.ndarray, feats: mx.nd.NDArray, size) -> TrackResult:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        s = self.scores(feats)[:, 1].asnumpy()
+        self.timer.net_s += time.perf_counter() - t0
+        top = np.argsort(-s, kind="stable")[:cfg.top_k]
+        score = float(s[top].mean())
+        success = score > 0
+        est = cands[top].mean(axis=0)
+        # Widen the search after a failure, back to normal after a success (py-MDNet expand_trans).
+        self.trans = cfg.trans if success else min(self.trans * 1.1, cfg.trans_limit)
+        out = est
+        if success and self.bbreg is not None:
+            t0 = time.perf_counter()
+            top_feats = mx.nd.take(feats, mx.nd.array(top, ctx=self.ctx, dtype="int32")).asnumpy()
+            t1 = time.perf_counter()
+            refined = self.bbreg.predict(top_feats, cands[top]).mean(axis=0)
+            refined = _inside(refined, size)
+            out = refined if refined is not None else est
+            self.timer.net_s += t1 - t0
+            self.timer.add("bbreg_s", time.perf_counter() - t1)
+        self.box = est  # the next frame searches around the unregressed estimate (py-MDNet)
+        self.frame += 1
+        self.last = TrackResult(np.asarray(out, dtype=np.float64), score, bool(success))
+        return self.last
+
+    def remember(self, pos: mx.nd.NDArray, neg: mx.nd.NDArray):
+        # Copies: slices would pin the frame's whole conv output batch for up to 100 frames.
+        self.pos_mem.append(pos.copy())
+        self.neg_mem.append(neg.copy())
+
+    def update(self):
+        """Short-term update after a failure, long-term every long_interval frames."""
+        cfg = self.cfg
+        all_pos = [self.pos_first, *self.pos_mem]
+        if not self.last.success:
+            pos_list = all_pos[-cfg.n_frames_short:]
+        elif self.frame % cfg.long_interval == 0:
+            pos_list = all_pos
+        else:
+            return
+        neg_list = list(self.neg_mem)
+        t0 = time.perf_counter()
+        pos = pos_list[0] if len(pos_list) == 1 else mx.nd.concat(*pos_list, dim=0)
+        neg = neg_list[0] if len(neg_list) == 1 else mx.nd.concat(*neg_list, dim=0)
+        self.timer.add("memory_s", time.perf_counter() - t0)
+        if pos.shape[0] == 0 or neg.shape[0] == 0:
+            return
+        self.train(pos, neg, cfg.maxiter_update, self.trainer)
+
+
+def _inside(box, size):
+    """`box` cut to the image (W, H); None when nothing is left."""
+    W, H = size
+    x1, y1 = max(box[0], 0.0), max(box[1], 0.0)
+    x2, y2 = min(box[0] + box[2], W), min(box[1] + box[3], H)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        return None
+    return np.array([x1, y1, x2 - x1, y2 - y1])
+
+
+def _split(feats: mx.nd.NDArray, sizes: list[int]) -> list[mx.nd.NDArray]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(feats[start:start + n])
+        start += n
+    return out
+
+
+class MultiTracker:
+    """Tracks several targets in one video; the convs run once per frame for all of them."""
+
+    def __init__(self, trunk: Trunk, config: TrackerConfig = TrackerConfig(), ctx=None, seed: int = 0):
+        self.trunk = trunk
+        self.cfg = config
+        self.ctx = ctx if ctx is not None else mx.cpu()
+        self.seed = int(seed)
+        self.timer = Timer()
+        self.features = ConvFeatures(trunk, config.batch_test, self.ctx, self.timer)
+        self.targets: list[_Target] = []
+
+    @property
+    def net_s(self) -> float:
+        """Seconds spent inside network forward/backward passes so far (synchronised)."""
+        return self.timer.net_s
+
+    def initialize(self, image: np.ndarray, boxes, indices=None) -> None:
+        """Start tracking `boxes` (K, 4) in `image`; target k uses RNG index `indices[k]` (default k)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        indices = list(range(len(boxes))) if indices is None else [int(i) for i in indices]
+        if len(indices) != len(boxes) or len(set(indices)) != len(indices):
+            raise ValueError(f"need one distinct index per box: {len(boxes)} boxes, indices {indices}")
+        size = (image.shape[1], image.shape[0])
+        for b in boxes:
+            if not valid_box(b, size):
+                raise ValueError(f"initial box {b.tolist()} is empty or outside the {size[0]}x{size[1]} image")
+        self.targets = [_Target(i, self.trunk, self.cfg, self.ctx, self.seed, self.timer) for i in indices]
+        t0 = time.perf_counter()
+        samples = [t.init_samples(b, size) for t, b in zip(self.targets, boxes)]
+        self.timer.add("sample_s", time.perf_counter() - t0)
+        keys = ("bbreg", "pos", "neg", "neg_update")
+        groups = [s[k] for s in samples for k in keys]
+        feats = _split(self.features(image, np.concatenate(groups)), [len(g) for g in groups])
+        for j, (t, b) in enumerate(zip(self.targets, boxes)):
+            f = dict(zip(keys, feats[j * len(keys):(j + 1) * len(keys)]))
+            f["bbreg_boxes"] = samples[j]["bbreg"]
+            t.initialize(b, size, f)
+
+    def track(self, image: np.ndarray) -> list[TrackResult]:
+        if not self.targets:
+            raise RuntimeError("MultiTracker.track before initialize")
+        size = (image.shape[1], image.shape[0])
+        t0 = time.perf_counter()
+        cands = [t.candidates(size) for t in self.targets]
+        self.timer.add("sample_s", time.perf_counter() - t0)
+        # One conv pass for the candidates of every target.
+        feats = _split(self.features(image, np.concatenate(cands)), [len(c) for c in cands])
+        results = [t.estimate(c, f, size) for t, c, f in zip(self.targets, cands, feats)]
+        # Successful targets store samples around their estimate: again one conv pass for all.
+        t0 = time.perf_counter()
+        stored = [(t, *t.update_samples(t.box, size)) for t, r in zip(self.targets, results) if r.success]
+        self.timer.add("sample_s", time.perf_counter() - t0)
+        if stored:
+            groups = [g for _, p, n in stored for g in (p, n)]
+            f = _split(self.features(image, np.concatenate(groups)), [len(g) for g in groups])
+            for j, (t, _, _) in enumerate(stored):
+                t.remember(f[2 * j], f[2 * j + 1])
+        for t in self.targets:
+            t.update()
+        return results
+
+
+class MDNetTracker:
+    """One target: `initialize(image, box)`, then `track(image) -> TrackResult` per frame.
+
+    `target_index` picks the random stream (seed, index); a multi-target run's target k equals a
+    single run with target_index=k.
+    """
+
+    def __init__(self, trunk: Trunk, config: TrackerConfig = TrackerConfig(), ctx=None, seed: int = 0,
+                 target_index: int = 0):
+        self._multi = MultiTracker(trunk, config, ctx, seed)
+        self.target_index = int(target_index)
+
+    @property
+    def net_s(self) -> float:
+        return self._multi.net_s
+
+    @property
+    def timer(self) -> Timer:
+        return self._multi.timer
+
+    @property
+    def config(self) -> TrackerConfig:
+        return self._multi.cfg
+
+    def initialize(self, image: np.ndarray, box) -> None:
+        self._multi.initialize(image, np.asarray(box, dtype=np.float64).reshape(1, 4), [self.target_index])
+
+    def track(self, image: np.ndarray) -> TrackResult:
+        return self._multi.track(image)[0]

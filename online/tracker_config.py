@@ -1,0 +1,88 @@
+"""Online tracking parameters: py-MDNet's `tracking/options.yaml` defaults, one typed config.
+
+The network shape (widths, input size, padding, mean, LRN) is not here: it comes from the weight
+file, so a tracker can never crop or normalise differently from the net it loads. The device is not
+here either (`mdnet-track --gpu N`): the same config file runs anywhere.
+
+Sampler parameters follow py-MDNet's SampleGenerator semantics as implemented in online/boxes.py:
+`trans` is a fraction of mean(w, h), `scale` a factor raised to a power in [-1, 1].
+Where py-MDNet and the MATLAB MDNet differ, the comment says which one a default follows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from online.config import ConfigError, opt
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    # --- first frame: training samples (py-MDNet n_pos_init / n_neg_init / overlap_*_init) ---
+    n_pos_init: int = opt(500, "first-frame positives (gaussian around the target)")
+    n_neg_init: int = opt(5000, "first-frame negatives: half uniform around the target, half whole-image")
+    overlap_pos_init: float = opt(0.7, "positives need IoU >= this with the target")
+    overlap_neg_init: float = opt(0.5, "negatives need IoU <= this with the target")
+    trans_pos: float = opt(0.1, "positive sampler translation (gaussian, x mean(w,h))")
+    scale_pos: float = opt(1.3, "positive sampler scale factor")
+    trans_neg_init: float = opt(1.0, "first-frame uniform negative sampler translation")
+    scale_neg_init: float = opt(1.6, "first-frame uniform negative sampler scale factor")
+    scale_neg_whole: float = opt(1.0, "whole-image negative sampler scale factor (py-MDNet: 1, target size)")
+    maxiter_init: int = opt(50, "first-frame training iterations")
+    lr_init: float = opt(5e-4, "first-frame learning rate (fc4, fc5; fc6 gets x lr_mult_fc6)")
+
+    # --- online updates (py-MDNet n_*_update / overlap_*_update / maxiter_update / lr_update) ---
+    n_pos_update: int = opt(50, "positives kept per successful frame")
+    n_neg_update: int = opt(200, "negatives kept per successful frame")
+    overlap_pos_update: float = opt(0.7, "update positives need IoU >= this with the estimate")
+    overlap_neg_update: float = opt(0.3, "update negatives need IoU <= this with the estimate")
+    trans_neg: float = opt(2.0, "update negative sampler translation (uniform)")
+    scale_neg: float = opt(1.3, "update negative sampler scale factor")
+    maxiter_update: int = opt(15, "iterations of each long- or short-term update")
+    lr_update: float = opt(1e-3, "learning rate of online updates (fc6 gets x lr_mult_fc6)")
+    n_frames_long: int = opt(100, "positives come from the last this many successful frames (first frame always kept)")
+    n_frames_short: int = opt(20, "negatives come from the last this many successful frames; short-term updates use this many frames of positives (MATLAB MDNet: 20; py-MDNet: 30)")
+    long_interval: int = opt(10, "long-term update every this many frames")
+
+    # --- optimisation (shared by first-frame training and updates) ---
+    lr_mult_fc6: float = opt(10.0, "learning-rate multiplier of the fresh fc6")
+    momentum: float = opt(0.9, "SGD momentum")
+    weight_decay: float = opt(5e-4, "SGD weight decay")
+    grad_clip: float = opt(10.0, "clip the global gradient norm of fc4-fc6 to this (py-MDNet); 0 = off")
+    batch_pos: int = opt(32, "positives per minibatch")
+    batch_neg: int = opt(96, "hardest negatives per minibatch")
+    batch_neg_cand: int = opt(1024, "negative pool scored (inference mode) to pick the hardest batch_neg")
+    batch_test: int = opt(256, "fixed batch of every inference forward (conv and fc); short batches are padded")
+
+    # --- per-frame search ---
+    n_samples: int = opt(256, "gaussian candidates per frame around the previous estimate")
+    trans: float = opt(0.6, "candidate translation (gaussian, x mean(w,h))")
+    scale: float = opt(1.05, "candidate scale factor")
+    trans_limit: float = opt(1.5, "on failure trans grows x1.1 per frame up to this; reset on success")
+    top_k: int = opt(5, "estimate = mean of the top-k candidates; success when their mean fc6 positive score > 0")
+
+    # --- bounding-box regression (ridge on conv3 features, trained on the first frame) ---
+    bbreg: bool = opt(True, "refine successful estimates with the first-frame box regressor")
+    n_bbreg: int = opt(1000, "regressor training samples (uniform around the target)")
+    overlap_bbreg: float = opt(0.6, "regressor samples need IoU >= this; predictions moving further are rejected")
+    trans_bbreg: float = opt(0.3, "regressor sampler translation (uniform)")
+    scale_bbreg: float = opt(1.6, "regressor sampler scale factor")
+    aspect_bbreg: float = opt(1.1, "regressor sampler aspect-ratio factor")
+    lambda_bbreg: float = opt(1000.0, "ridge penalty of the regressor")
+
+    def __post_init__(self):
+        # Fail at load time with the field's name, not deep inside a training loop.
+        positive = ("n_pos_init", "n_neg_init", "n_pos_update", "n_neg_update", "batch_pos", "batch_neg",
+                    "batch_neg_cand", "batch_test", "n_samples", "top_k", "n_frames_long",
+                    "n_frames_short", "long_interval", "n_bbreg")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrackerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_neg_cand < self.batch_neg:
+            raise ConfigError(f"TrackerConfig.batch_neg_cand ({self.batch_neg_cand}) must be >= batch_neg "
+                             f"({self.batch_neg})")
+        if self.top_k > self.n_samples:
+            raise ConfigError(f"TrackerConfig.top_k ({self.top_k}) must be <= n_samples ({self.n_samples})")
+        if self.maxiter_init < 0 or self.maxiter_update < 0:
+            raise ConfigError("TrackerConfig.maxiter_init / maxiter_update must be >= 0")
+        if self.trans_limit < self.trans:
+            raise ConfigError(f"TrackerConfig.trans_limit ({self.trans_limit}) must be >= trans ({self.trans})")

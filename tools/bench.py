@@ -1,0 +1,161 @@
+"""mdnet-bench: timing benchmarks. Subcommands register themselves with `add_<name>_parser`.
+
+    mdnet-bench track --weights random:0 --sequence ../shared/data/OTB/Bolt2 --frames 20 --json
+
+`track` runs the online tracker over the first N frames of one sequence and reports where the time
+goes: the first frame (sampling + conv features of ~6700 crops + 50 training iterations + box
+regression) separately, then per frame the total inside `track()` and the part of it spent in
+network forward/backward passes (synchronised, so asynchronous execution does not hide it).
+`overhead_ratio` = total / network time: 1.0 would mean crops, sampling, box regression and
+bookkeeping cost nothing. Frame decoding is reported apart (`decode_s_per_frame`) because it
+depends on the storage and the file format, not on the tracker.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")  # before mxnet is imported
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+
+def _widths(text: str) -> tuple:
+    vals = tuple(int(v) for v in text.split(","))
+    if len(vals) != 4 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"--widths {text!r}: expected 4 positive integers C1,C2,C3,FC")
+    return vals
+
+
+def add_track_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "track", help="time the online tracker on one sequence",
+        description="Time the online tracker on the first N frames of one sequence (default: one synthetic "
+                    "sequence written to a temporary folder, so it runs on a fresh machine).")
+    p.add_argument("--weights", default="random:0", help="weight file (.h5) or random:SEED (default random:0)")
+    p.add_argument("--widths", type=_widths, default=None, metavar="C1,C2,C3,FC",
+                   help="widths of a random:SEED trunk (default VGG-M 96,256,512,512)")
+    p.add_argument("--sequence", default=None, metavar="DIR",
+                   help="a benchmark sequence folder (default: synthesize one, 320x240)")
+    p.add_argument("--frames", type=int, default=20, help="frames to track, the first included (default 20)")
+    p.add_argument("--config", default=None, help="tracker config YAML")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a tracker config key (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--targets", type=int, default=1,
+                   help="track this many targets at once (copies of the first box, shifted; default 1)")
+    p.add_argument("--gpu", type=int, default=None, metavar="N", help="GPU N (default CPU)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a text table")
+    p.set_defaults(func=bench_track)
+    return p
+
+
+def bench_track(args) -> int:
+    import mxnet as mx
+    import numpy as np
+
+    from online.config import load_config
+    from online.metrics import summarize
+    from online.network import NetSpec
+    from online.readers import read_sequence
+    from online.tracker import MultiTracker
+    from online.tracker_config import TrackerConfig
+    from online.weights import build_trunk
+
+    if args.frames < 2:
+        raise SystemExit("mdnet-bench track: --frames must be >= 2 (the first frame is timed apart)")
+    cfg = load_config(TrackerConfig, args.config, args.overrides)
+    ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
+    spec = None
+    if args.widths is not None:
+        c1, c2, c3, fc = args.widths
+        spec = NetSpec(conv_channels=(c1, c2, c3), fc_width=fc)
+    trunk, _ = build_trunk(args.weights, ctx=ctx, spec=spec)
+    mx.random.seed(args.seed)
+
+    tmp = None
+    if args.sequence is None:
+        from tools.synth import synthesize
+        tmp = tempfile.TemporaryDirectory(prefix="mdnet-bench-")
+        seq_dir = synthesize(tmp.name, sequences=1, frames=args.frames, size=(320, 240), seed=args.seed)[0]
+    else:
+        seq_dir = args.sequence
+    try:
+        seq = read_sequence(seq_dir)
+        n = min(args.frames, len(seq))
+        first = seq.frame(0)
+        # Extra targets: the first box shifted by a few pixels (same size), so candidate batches grow.
+        size = (first.shape[1], first.shape[0])
+        box0 = seq.boxes[0]
+        inits = [box0 + np.array([4.0 * k, 3.0 * k, 0, 0]) for k in range(args.targets)]
+        tracker = MultiTracker(trunk, cfg, ctx, seed=args.seed)
+        t0 = time.perf_counter()
+        tracker.initialize(first, np.array(inits))
+        first_s = time.perf_counter() - t0
+        net0 = tracker.net_s
+        parts0 = tracker.timer.snapshot()
+        out = [box0]
+        decode = total = 0.0
+        for i in range(1, n):
+            t0 = time.perf_counter()
+            image = seq.frame(i)
+            t1 = time.perf_counter()
+            out.append(tracker.track(image)[0].box)
+            decode += t1 - t0
+            total += time.perf_counter() - t1
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    net = tracker.net_s - net0
+    per = n - 1
+    parts = {k: (v - parts0.get(k, 0.0)) / per for k, v in tracker.timer.snapshot().items() if k != "net_s"}
+    result = {
+        "sequence": str(seq_dir) if args.sequence else f"synthetic 320x240 (tools.synth seed {args.seed})",
+        "image_size": list(size),
+        "frames": n,
+        "targets": args.targets,
+        "weights": args.weights,
+        "widths": list(trunk.spec.conv_channels) + [trunk.spec.fc_width],
+        "device": str(ctx),
+        "first_frame_s": first_s,
+        "first_frame_net_s": net0,
+        "total_s_per_frame": total / per,
+        "net_s_per_frame": net / per,
+        "overhead_ratio": total / net if net > 0 else float("nan"),
+        "fps": per / total,
+        "decode_s_per_frame": decode / per,
+        "parts_s_per_frame": parts,
+        "config_overrides": list(args.overrides),
+        "mxnet": mx.__version__,
+        "cpu_count": os.cpu_count(),
+    }
+    if seq.has_groundtruth and not seq.absent[0]:
+        result.update({k: v for k, v in summarize(np.array(out), seq.boxes[:n], seq.absent[:n]).items()})
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:>20}: {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mdnet-bench", description="Timing benchmarks of the MDNet tracker.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_track_parser(sub)
+    return p
+
+
+def main(args) -> int:
+    return args.func(args)
+
+
+def run(argv=None):
+    sys.exit(main(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    run()
