@@ -19,6 +19,7 @@ import os
 os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", type=int, default=None, metavar="N", help="run on GPU N (default: CPU)")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="track only the first N frames of each sequence (smoke tests)")
+    p.add_argument("--summary-json", default=None, metavar="FILE",
+                   help="also write the per-sequence summaries and their mean over scored sequences "
+                        "(key 'overall': mean_iou, auc, precision20) as JSON")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--verbose", action="store_true",
                      help="print a line per frame (IoU where ground truth exists, score, time)")
@@ -289,8 +293,13 @@ def main(args: argparse.Namespace) -> int:
     else:
         ctx = mx.cpu()
     spec = None
+    try:
+        is_random = parse_random_seed(args.weights) is not None
+    except WeightFileError as e:
+        print(f"mdnet-track: {e}", file=sys.stderr)
+        return 2
     if args.widths is not None:
-        if parse_random_seed(args.weights) is None:
+        if not is_random:
             print("mdnet-track: --widths applies to random:SEED trunks only; a weight file records its "
                   "own widths", file=sys.stderr)
             return 2
@@ -331,10 +340,17 @@ def main(args: argparse.Namespace) -> int:
         summaries.append(s)
         print(_format_summary(s), flush=True)
     scored = [s for s in summaries if "mean_iou" in s]
+    overall = {k: float(np.mean([s[k] for s in scored])) for k in ("mean_iou", "auc", "precision20")} \
+        if scored else {}
     if len(scored) > 1:
-        print(f"all {len(scored)} scored sequences: mean IoU {np.mean([s['mean_iou'] for s in scored]):.3f}, "
-              f"mean AUC {np.mean([s['auc'] for s in scored]):.3f}, "
-              f"mean precision@20px {np.mean([s['precision20'] for s in scored]):.3f}", flush=True)
+        print(f"all {len(scored)} scored sequences: mean IoU {overall['mean_iou']:.3f}, "
+              f"mean AUC {overall['auc']:.3f}, mean precision@20px {overall['precision20']:.3f}", flush=True)
+    if args.summary_json:
+        overall["sequences_scored"] = len(scored)
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary_json).write_text(json.dumps(
+            {"weights": args.weights, "seed": args.seed, "overall": overall, "sequences": summaries,
+             "failures": failures}, indent=1, default=float))
     return 1 if failures else 0
 
 

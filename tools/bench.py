@@ -143,9 +143,13 @@ def bench_track(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mdnet-bench", description="Timing benchmarks of the MDNet tracker.")
+    from tools.bench_pretrain import add_pretrain_parser
+
+    p = argparse.ArgumentParser(prog="mdnet-bench",
+                                description="Timing benchmarks: the online tracker (track) and pretraining (pretrain).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_track_parser(sub)
+    add_pretrain_parser(sub)
     return p
 
 

@@ -1,0 +1,194 @@
+"""The pretraining config: every default in one place, one frozen dataclass per section.
+
+Loaded with `online.config.load_config(PretrainConfig, file, overrides)`: unknown keys are rejected
+with the list of valid ones, and `--set section.key=value` overrides are checked the same way. The
+resolved config is saved beside every run and inside every checkpoint.
+
+Defaults are the MDNet paper / py-MDNet pretraining values (VGG-M widths, 8 frames, 32 pos + 96
+neg, SGD momentum 0.9, wd 5e-4, lr 1e-4 conv and x10 fc, 100 cycles, last 20% of every sequence
+held out) plus the two things this project adds: hard negative mining while pretraining and
+Horovod data parallelism (see `optim.lr_scaling`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from online.config import ConfigError, opt
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    roots: tuple[str, ...] = opt((), "dataset roots; every sequence found under them (online.readers.discover) is one domain")
+    exclude: tuple[str, ...] = opt((), "sequence names to leave out (e.g. sequences that are also in the test benchmark)")
+    exclude_overlap: tuple[str, ...] = opt((), "test-benchmark roots: leave out training sequences whose name matches one there (case and trailing digits ignored, e.g. VOT bolt1 ~ OTB Bolt)")
+    max_domains: int = opt(0, "use only the first N domains found (0 = all); for smoke runs")
+    val_fraction: float = opt(0.2, "last fraction of every sequence's frames held out for validation (MDNet author: 0.2)")
+    min_train_frames: int = opt(2, "domains with fewer usable training frames are dropped (logged)")
+    workers: int = opt(1, "background threads that decode frames and crop samples (OpenCV releases the GIL)")
+    prefetch: int = opt(3, "steps prepared ahead of the network (each holds pos + negative-pool crops)")
+
+
+@dataclass(frozen=True)
+class OutlierConfig:
+    # Annotation errors teach the net a wrong target; frames whose box fails any rule are not
+    # sampled. Counts per rule are logged per sequence.
+    min_size: float = opt(4.0, "boxes with a side shorter than this (px) are degenerate")
+    min_inside: float = opt(0.5, "least fraction of the box area that must lie inside the image")
+    max_image_fraction: float = opt(0.5, "boxes covering more than this fraction of the image area are dropped")
+    jump_centre: float = opt(2.0, "a centre that moves more than this x box size (sqrt of area) against BOTH neighbours is a jump")
+    jump_size: float = opt(2.0, "an area ratio above this against BOTH neighbours is a jump")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    conv_channels: tuple[int, int, int] = opt((96, 256, 512), "conv1-3 output channels (VGG-M: 96, 256, 512)")
+    fc_width: int = opt(512, "fc4 / fc5 width (VGG-M MDNet: 512)")
+    dropout: float = opt(0.5, "dropout after fc4 and fc5")
+
+    def spec(self):
+        from online.network import NetSpec  # imported late: the CLI sets thread counts before mxnet loads
+        return NetSpec(conv_channels=tuple(self.conv_channels), fc_width=self.fc_width, dropout=self.dropout)
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    weights: Optional[str] = opt(None, "weight file (.h5) to start from; null = paper init (online.network.init_trunk)")
+    layers: tuple[str, ...] = opt(("conv1", "conv2", "conv3"), "layers copied from init.weights (MDNet: conv1-3 from ImageNet VGG-M); others keep the paper init")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    frames: int = opt(8, "frames per step, all from the step's one domain")
+    pos: int = opt(32, "positives per step (split evenly over the frames)")
+    neg: int = opt(96, "negatives per step (the hardest of the pool when mining is on)")
+    pos_iou: float = opt(0.7, "positives need IoU >= this")
+    neg_iou: float = opt(0.5, "negatives need IoU <= this")
+    pos_trans: float = opt(0.1, "positive sampler: gaussian translation (x mean(w, h))")
+    pos_scale: float = opt(1.2, "positive sampler: scale factor")
+    neg_trans: float = opt(1.0, "negative sampler (uniform half): translation")
+    neg_scale: float = opt(1.2, "negative sampler (both halves): scale factor")
+    neg_whole_fraction: float = opt(0.5, "fraction of negatives drawn anywhere in the image (py-MDNet: half)")
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    enabled: bool = opt(True, "hard negative mining: score a larger pool with the current net, keep the hardest")
+    pool: int = opt(1024, "negatives scored per step (inference mode: no dropout, no autograd)")
+    batch: int = opt(256, "inference batch used to score the pool")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = opt(1e-4, "base learning rate (conv layers; MDNet 1e-4)")
+    lr_mult_conv: float = opt(1.0, "lr multiplier of conv1-3")
+    lr_mult_fc: float = opt(10.0, "lr multiplier of fc4 and fc5 (MDNet x10)")
+    lr_mult_branch: float = opt(10.0, "lr multiplier of the fc6 branches (MDNet x10); each branch is updated only when its domain comes up, so small runs may want it higher than lr_mult_fc")
+    momentum: float = opt(0.9, "SGD momentum")
+    weight_decay: float = opt(5e-4, "SGD weight decay (all parameters)")
+    clip_norm: float = opt(10.0, "clip the global norm of the allreduced SHARED gradients (0 = off); branches are not clipped")
+    # Horovod averages the shared gradients of N ranks, i.e. of N domains per step, and a cycle
+    # over all domains takes N times fewer steps. `linear` multiplies the SHARED lr by N so a cycle
+    # moves the shared weights as far as the single-process run does (to first order); `none`
+    # keeps the lr and takes N times smaller shared steps per cycle; `sqrt` is in between. Branch
+    # lrs are never scaled: a branch still gets exactly one update per visit of its domain.
+    lr_scaling: str = opt("linear", "shared-lr scaling with the world size N: none | linear (x N) | sqrt (x sqrt N)")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    kind: str = opt("constant", "lr schedule over training progress in cycles: constant | step | cosine")
+    warmup_cycles: float = opt(0.0, "linear warmup from 0 over this many cycles (helps with large lr_scaling)")
+    milestones: tuple[float, ...] = opt((), "step schedule: cycles at which the lr is multiplied by gamma")
+    gamma: float = opt(0.1, "step schedule factor")
+    final_factor: float = opt(0.0, "cosine schedule: lr factor reached at the last cycle")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    cycles: int = opt(100, "cycles over all domains (MDNet: 100); one cycle = one epoch in the logs")
+    stop_at_step: int = opt(0, "stop (after a checkpoint) once this global step is done; the schedule still spans train.cycles (0 = run to the end)")
+    log_every: int = opt(50, "log a progress line on rank 0 every N steps (0 = epoch lines only)")
+
+
+@dataclass(frozen=True)
+class ValConfig:
+    enabled: bool = opt(True, "validate on the held-out frames at the end of every val.every_cycles cycles")
+    every_cycles: int = opt(1, "validation interval in cycles")
+    frames_per_domain: int = opt(2, "held-out frames scored per domain (the same frames every time)")
+    max_domains: int = opt(0, "validate only the first N domains (0 = all)")
+    candidates: int = opt(64, "gaussian candidates per frame (tracking-like search) for TrackTopKAcc")
+    cand_trans: float = opt(0.6, "candidate translation (the tracker's default)")
+    cand_scale: float = opt(1.05, "candidate scale factor (the tracker's default)")
+    topk: int = opt(5, "k of TrackTopKAcc (the tracker averages its top 5 candidates)")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_steps: int = opt(500, "write a checkpoint every N steps (and always at the end); 0 = only at the end")
+    keep: int = opt(3, "complete checkpoints kept (older ones are deleted after a new one is complete)")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = opt("auto", "auto (GPU local_rank when MXNet sees GPUs, else CPU) | cpu | gpu")
+    threads: int = opt(0, "compute threads per rank (OMP_NUM_THREADS); 0 = cores / ranks on this host")
+    pin_cores: bool = opt(False, "pin each rank to its own cores (benchmarks: same resources per rank)")
+    debug_dump: bool = opt(False, "every rank writes its final shared and branch weights to OUT/debug/rank<r>.npz (tests)")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    seed: int = opt(0, "base seed; data sampling and dropout of rank r use (seed, r, step)")
+    data: DataConfig = opt(DataConfig(), "training data")
+    outliers: OutlierConfig = opt(OutlierConfig(), "annotation outlier filter")
+    model: ModelConfig = opt(ModelConfig(), "network widths")
+    init: InitConfig = opt(InitConfig(), "initialisation")
+    sampling: SamplingConfig = opt(SamplingConfig(), "per-step samples")
+    mining: MiningConfig = opt(MiningConfig(), "hard negative mining")
+    optim: OptimConfig = opt(OptimConfig(), "optimizer")
+    schedule: ScheduleConfig = opt(ScheduleConfig(), "learning-rate schedule")
+    train: TrainConfig = opt(TrainConfig(), "training length")
+    val: ValConfig = opt(ValConfig(), "validation on held-out frames")
+    checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpoints")
+    runtime: RuntimeConfig = opt(RuntimeConfig(), "threads and debugging")
+
+
+LR_SCALINGS = ("none", "linear", "sqrt")
+SCHEDULES = ("constant", "step", "cosine")
+LAYERS = ("conv1", "conv2", "conv3", "fc4", "fc5")
+
+
+def validate(cfg: PretrainConfig) -> PretrainConfig:
+    """Checks that types alone cannot express; raises ConfigError naming the key."""
+    def need(ok, key, msg):
+        if not ok:
+            raise ConfigError(f"{key}: {msg}")
+    need(cfg.optim.lr_scaling in LR_SCALINGS, "optim.lr_scaling",
+         f"{cfg.optim.lr_scaling!r} is not one of {', '.join(LR_SCALINGS)}")
+    need(cfg.runtime.device in ("auto", "cpu", "gpu"), "runtime.device",
+         f"{cfg.runtime.device!r} is not one of auto, cpu, gpu")
+    need(cfg.schedule.kind in SCHEDULES, "schedule.kind",
+         f"{cfg.schedule.kind!r} is not one of {', '.join(SCHEDULES)}")
+    bad = [l for l in cfg.init.layers if l not in LAYERS]
+    need(not bad, "init.layers", f"unknown layers {bad}; valid: {', '.join(LAYERS)}")
+    need(0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
+    need(cfg.sampling.frames >= 1, "sampling.frames", "must be >= 1")
+    need(cfg.sampling.pos >= 1 and cfg.sampling.neg >= 1, "sampling.pos/neg", "must be >= 1")
+    need(0.0 <= cfg.sampling.neg_whole_fraction <= 1.0, "sampling.neg_whole_fraction", "must be in [0, 1]")
+    if cfg.mining.enabled:
+        need(cfg.mining.pool >= cfg.sampling.neg, "mining.pool",
+             f"{cfg.mining.pool} must be >= sampling.neg ({cfg.sampling.neg})")
+        need(cfg.mining.batch >= 1, "mining.batch", "must be >= 1")
+    need(cfg.train.cycles >= 1, "train.cycles", "must be >= 1")
+    need(cfg.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
+    need(cfg.val.topk >= 1, "val.topk", "must be >= 1")
+    need(len(cfg.model.conv_channels) == 3 and min(cfg.model.conv_channels) >= 1 and cfg.model.fc_width >= 1,
+         "model", "conv_channels needs 3 positive widths and fc_width must be positive")
+    need(all(m > 0 for m in cfg.schedule.milestones), "schedule.milestones", "must be positive cycle counts")
+    return cfg
+
+
+def load(path=None, overrides=()) -> PretrainConfig:
+    from online.config import load_config
+    return validate(load_config(PretrainConfig, path, overrides))

@@ -1,0 +1,114 @@
+"""Domains: every training sequence is one domain, with its usable training and held-out frames.
+
+Stage one of the data path (reader -> sampler -> crops): `find_domains` reads every sequence under
+the configured roots through `online.readers` (no frame is decoded except each sequence's first,
+which the readers decode once for its size) and gives each a stable index and name. The list is
+the same on every rank, in the same order, which is what makes sharding and branch names agree.
+
+`prepare_domain` then finishes a domain on the rank that owns it: the outlier filter
+(pretrain/outliers.py) and the split into training frames (the first 1 - val_fraction of the
+sequence) and held-out frames (the rest). Frames are split by position, not at random, as the
+MDNet author did: neighbouring frames are near-duplicates, so a random split would validate on
+frames the network has practically trained on.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from online.readers import discover, find_sequences
+from online.sequence import DataError, Sequence
+from pretrain.outliers import describe_counts, find_outliers
+
+
+@dataclass
+class Domain:
+    index: int
+    name: str
+    sequence: Sequence
+    split: int  # frames [0, split) train, [split, len) held out
+    train_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    val_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    image_size: tuple = (0, 0)
+    outlier_counts: dict = field(default_factory=dict)
+    prepared: bool = False
+
+    @property
+    def train_hint(self) -> int:
+        """Annotated frames in the training part (before the outlier filter): the sharding weight."""
+        return int((~self.sequence.absent[:self.split]).sum())
+
+
+def overlap_key(name: str) -> str:
+    """Name used to match sequences across benchmarks: lower case, trailing digits/_/- dropped."""
+    return re.sub(r"[\d_\-]+$", "", name.lower()) or name.lower()
+
+
+def split_point(n: int, val_fraction: float) -> int:
+    """Index of the first held-out frame: the last `val_fraction` of n frames are held out."""
+    return n - int(math.floor(n * val_fraction + 1e-9))
+
+
+def find_domains(cfg, log=None) -> list[Domain]:
+    """All domains under `cfg.roots` (a DataConfig), in a fixed order, indexed 0..K-1."""
+    if not cfg.roots:
+        raise DataError("data.roots is empty: list at least one dataset root in the config "
+                        "(or --set data.roots=[DIR])")
+    seqs: list[tuple[str, Sequence]] = []
+    for root in cfg.roots:
+        found = discover(root)
+        if log:
+            log(f"data: {root}: {len(found)} sequences")
+        seqs.extend((Path(root).name, s) for s in found)
+    excluded = set(cfg.exclude)
+    seqs = [(r, s) for r, s in seqs if s.name not in excluded]
+    if cfg.exclude_overlap:
+        # Training on a test sequence would inflate the benchmark; matching by normalised name is
+        # deliberately loose (it may drop a few extra sequences, never keep an overlapping one).
+        test_names = {overlap_key(ref.path.name) for root in cfg.exclude_overlap for ref in find_sequences(root)}
+        dropped = [s.name for _, s in seqs if overlap_key(s.name) in test_names]
+        seqs = [(r, s) for r, s in seqs if overlap_key(s.name) not in test_names]
+        if log:
+            log(f"data: left out {len(dropped)} sequence(s) that overlap {list(cfg.exclude_overlap)}: "
+                f"{', '.join(dropped[:20])}{' ...' if len(dropped) > 20 else ''}")
+    seqs = [(r, s) for r, s in seqs if s.has_groundtruth]
+    if cfg.max_domains > 0:
+        seqs = seqs[:cfg.max_domains]
+    # Names identify branches in checkpoints; a sequence name seen under two roots gets its root's
+    # folder name appended so both stay distinct and stable.
+    counts: dict[str, int] = {}
+    for _, s in seqs:
+        counts[s.name] = counts.get(s.name, 0) + 1
+    domains, seen = [], set()
+    for root_name, s in seqs:
+        name = s.name if counts[s.name] == 1 else f"{s.name}@{root_name}"
+        if name in seen:
+            raise DataError(f"two sequences named {s.name!r} under roots named {root_name!r}; "
+                            f"rename one or list it in data.exclude")
+        seen.add(name)
+        domains.append(Domain(index=len(domains), name=name, sequence=s,
+                              split=split_point(len(s), cfg.val_fraction)))
+    if not domains:
+        raise DataError(f"no annotated sequences under {list(cfg.roots)}")
+    return domains
+
+
+def prepare_domain(domain: Domain, outlier_cfg, log=None) -> Domain:
+    """Outlier filter + train/held-out frame lists (decodes the first frame for the image size)."""
+    seq = domain.sequence
+    first = seq.frame(0)
+    domain.image_size = (first.shape[1], first.shape[0])
+    bad, counts = find_outliers(seq.boxes, seq.absent, domain.image_size, outlier_cfg)
+    idx = np.arange(len(seq))
+    domain.train_frames = idx[(idx < domain.split) & ~bad]
+    domain.val_frames = idx[(idx >= domain.split) & ~bad]
+    domain.outlier_counts = counts
+    domain.prepared = True
+    if log:
+        log(describe_counts(domain.name, counts, len(seq))
+            + f"; {len(domain.train_frames)} train / {len(domain.val_frames)} held-out")
+    return domain

@@ -1,0 +1,110 @@
+"""Checkpoint files: atomic writes, completeness, latest pointer, pruning, no pickle."""
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from pretrain import checkpoint as ckpt
+
+
+def _write(run: Path, step: int, world: int = 2, complete: bool = True):
+    d = run / ckpt.CKPT_DIR / ckpt.ckpt_name(step)
+    d.mkdir(parents=True, exist_ok=True)
+    params = {"conv1_weight": np.full((2, 3), step, np.float32), "fc5_bias": np.arange(3, dtype=np.float32)}
+    ckpt.write_shared(d, params, {k: v * 0.5 for k, v in params.items()}, step)
+    for r in range(world):
+        branches = {f"seq{r}{k}": {"weight": np.full((2, 4), r, np.float32), "bias": np.zeros(2, np.float32),
+                                   "momentum_weight": np.ones((2, 4), np.float32),
+                                   "momentum_bias": np.ones(2, np.float32)} for k in range(2)}
+        ckpt.write_branches(d, r, branches, step, {"counters": np.arange(3.0) + r, "epoch_time_s": 1.5})
+    if complete:
+        files = [ckpt.SHARED] + [ckpt.branch_file(r) for r in range(world)]
+        ckpt.write_meta(run, step, {"files": files, "branch_files": files[1:], "world_size": world})
+    return d
+
+
+def test_roundtrip_and_resharding(tmp_path):
+    d = _write(tmp_path, 10)
+    assert ckpt.find_latest(tmp_path) == d
+    params, mom = ckpt.read_shared(d)
+    assert np.array_equal(params["conv1_weight"], np.full((2, 3), 10))
+    assert np.array_equal(mom["conv1_weight"], np.full((2, 3), 5))
+    # Any rank can read the branches it now owns from all files, whoever wrote them.
+    branches, extras = ckpt.read_branches(d, ["seq01", "seq10"])
+    assert sorted(branches) == ["seq01", "seq10"]
+    assert branches["seq10"]["weight"][0, 0] == 1
+    assert np.array_equal(extras["counters"], np.arange(3.0) * 2 + 1)  # summed over the two files
+    assert float(extras["epoch_time_s"]) == 3.0
+    with pytest.raises(ckpt.CheckpointError, match="no branch for domain"):
+        ckpt.read_branches(d, ["nope"])
+
+
+def test_missing_meta_never_becomes_latest(tmp_path):
+    good = _write(tmp_path, 10)
+    _write(tmp_path, 20, complete=False)  # killed before meta.json: all data files, no meta
+    assert ckpt.find_latest(tmp_path) == good
+    assert (tmp_path / ckpt.CKPT_DIR / ckpt.LATEST).read_text().strip() == good.name
+    # Even a `latest` pointing at the incomplete one (e.g. edited by hand) falls back.
+    (tmp_path / ckpt.CKPT_DIR / ckpt.LATEST).write_text(ckpt.ckpt_name(20))
+    assert ckpt.find_latest(tmp_path) == good
+    with pytest.raises(ckpt.CheckpointError, match="incomplete"):
+        ckpt.find_latest(tmp_path / ckpt.CKPT_DIR / ckpt.ckpt_name(20))
+
+
+def test_interrupted_file_write_leaves_old_file(tmp_path, monkeypatch):
+    d = _write(tmp_path, 10)
+    before = (d / ckpt.SHARED).read_bytes()
+
+    class Killed(Exception):
+        pass
+
+    real_create = h5py.Group.create_dataset
+    calls = {"n": 0}
+
+    def dying_create(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed()  # "killed" half way through writing the file
+        return real_create(self, *a, **kw)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", dying_create)
+    with pytest.raises(Killed):
+        ckpt.write_shared(d, {"conv1_weight": np.zeros((2, 3)), "fc5_bias": np.zeros(3)}, {}, 11)
+    monkeypatch.undo()
+    assert (d / ckpt.SHARED).read_bytes() == before  # the old complete file, untouched
+    assert not [p for p in os.listdir(d) if p.endswith(".tmp")]  # temp file cleaned up
+    assert ckpt.find_latest(tmp_path) == d
+
+
+def test_meta_refuses_missing_files(tmp_path):
+    d = _write(tmp_path, 10, complete=False)
+    os.remove(d / ckpt.branch_file(1))  # one rank never finished
+    with pytest.raises(ckpt.CheckpointError, match="missing"):
+        ckpt.write_meta(tmp_path, 10, {"files": [ckpt.SHARED, ckpt.branch_file(0), ckpt.branch_file(1)],
+                                       "branch_files": []})
+    assert not (d / ckpt.META).exists()
+
+
+def test_prune_keeps_last_k_complete(tmp_path):
+    for s in (10, 20, 30, 40):
+        _write(tmp_path, s)
+    _write(tmp_path, 25, complete=False)  # stale partial, older than the newest complete
+    _write(tmp_path, 50, complete=False)  # newer partial: might be in progress, keep it
+    removed = ckpt.prune(tmp_path, keep=2)
+    left = sorted(p.name for p in (tmp_path / ckpt.CKPT_DIR).iterdir() if p.is_dir())
+    assert left == [ckpt.ckpt_name(s) for s in (30, 40, 50)]
+    assert len(removed) == 3
+
+
+def test_files_are_plain_hdf5_and_json(tmp_path):
+    d = _write(tmp_path, 10)
+    meta = json.loads((d / ckpt.META).read_text())
+    assert meta["step"] == 10 and meta["format"] == ckpt.FORMAT
+    with h5py.File(d / ckpt.branch_file(0), "r") as f:
+        # Strings as HDF5 strings, arrays as float32 datasets: nothing object-typed / pickled.
+        for key in ("weight", "bias", "momentum_weight", "momentum_bias"):
+            assert f[key].dtype == np.float32
+        assert h5py.check_string_dtype(f["names"].dtype) is not None

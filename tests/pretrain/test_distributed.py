@@ -1,0 +1,92 @@
+"""Real 2-rank Horovod runs (Gloo on CPU): identical shared weights, per-rank branches, exact resume,
+resume on another number of ranks, and the single-process fallback."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pretrain import checkpoint as ckpt
+
+
+def _dump(run, rank):
+    with np.load(run / "debug" / f"rank{rank}.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, synth_root, tiny_config, run_pretrain):
+    """2 ranks, 2 cycles (6 domains -> 3 steps per cycle -> 6 steps), uninterrupted."""
+    d = tmp_path_factory.mktemp("straight")
+    cfg = tiny_config(d / "cfg.yaml", [synth_root])
+    run_pretrain(2, "--config", cfg, "--out", d / "run")
+    return d / "run"
+
+
+def test_shared_weights_bit_identical_across_ranks(straight):
+    r0, r1 = _dump(straight, 0), _dump(straight, 1)
+    shared = sorted(k for k in r0 if k.startswith("shared:"))
+    assert len(shared) == 10  # conv1..fc5 weight + bias
+    for k in shared:
+        assert np.array_equal(r0[k], r1[k]), k
+    # Training moved them (not identical merely because nothing happened).
+    start = ckpt.read_shared(straight / "checkpoints" / ckpt.ckpt_name(2))[0]
+    assert not np.array_equal(start["fc4_weight"], r0["shared:fc4_weight"])
+
+
+def test_each_rank_has_its_own_branches(straight):
+    b0 = {k.split(":")[1] for k in _dump(straight, 0) if k.startswith("branch:")}
+    b1 = {k.split(":")[1] for k in _dump(straight, 1) if k.startswith("branch:")}
+    assert b0 and b1 and not (b0 & b1)
+    assert len(b0 | b1) == 6
+    log = (straight / "log.txt").read_text()
+    assert "sharding: rank 0: 3 domains" in log and "sharding: rank 1: 3 domains" in log
+
+
+def test_logs_and_metrics_files(straight):
+    log = (straight / "log.txt").read_text()
+    for name in ("Loss", "PR", "RR", "TrackTopKAcc", "PosAcc", "NegAcc"):
+        assert f"Epoch[1] Train-{name}=" in log and f"Epoch[1] Validation-{name}=" in log
+    assert "Epoch[1] Time cost=" in log and "world 2 rank(s) via horovod" in log
+    records = [json.loads(l) for l in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["phase"]) for r in records] == [(0, "train"), (0, "validation"),
+                                                          (1, "train"), (1, "validation")]
+    # 2 ranks x 3 steps x 48 samples per epoch, counted over both ranks.
+    assert records[2]["samples"] == 2 * 3 * 48
+    timing = json.loads((straight / "timing.json").read_text())
+    assert timing["world_size"] == 2 and 0 <= timing["data_fraction"] < 1
+
+
+def test_resume_after_stop_is_bit_identical(straight, tmp_path, synth_root, tiny_config, run_pretrain):
+    cfg = tiny_config(tmp_path / "cfg.yaml", [synth_root])
+    run = tmp_path / "run"
+    run_pretrain(2, "--config", cfg, "--out", run, "--set", "train.stop_at_step=3")  # stops mid-cycle 1
+    assert ckpt.find_latest(run).name == ckpt.ckpt_name(3)
+    assert not (run / "checkpoints" / ckpt.ckpt_name(6)).exists()
+    proc = run_pretrain(2, "--out", run, "--resume")
+    assert "starting at step 3" in proc.stdout
+    for rank in (0, 1):
+        a, b = _dump(straight, rank), _dump(run, rank)
+        assert sorted(a) == sorted(b)
+        for k in a:
+            assert np.array_equal(a[k], b[k]), (rank, k)
+
+
+def test_resume_on_another_number_of_ranks(straight, tmp_path, run_pretrain):
+    # Continue the 2-rank run's step-4 checkpoint as ONE plain process (no horovodrun): the
+    # single-process fallback, and branches re-sharded by domain name from both rank files.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copytree(straight / "checkpoints" / ckpt.ckpt_name(4), run / "checkpoints" / ckpt.ckpt_name(4))
+    shutil.copy(straight / "config.yaml", run / "config.yaml")
+    proc = run_pretrain(1, "--out", run, "--resume", "--set", "runtime.debug_dump=true")
+    # Step 4 of 3-step cycles on 2 ranks = 1.33 cycles = step 8 of 6-step cycles on 1 rank.
+    assert "step 4 of 2 rank(s)) -> starting at step 8 of 12 on 1 rank(s)" in proc.stdout
+    final = ckpt.find_latest(run)
+    meta = ckpt.read_meta(final)
+    assert meta["world_size"] == 1 and meta["step"] == 12
+    branches, _ = ckpt.read_branches(final)
+    assert len(branches) == 6
+    dump = _dump(run, 0)
+    assert len([k for k in dump if k.startswith("branch:")]) == 12
+    assert all(np.all(np.isfinite(v)) for v in dump.values())

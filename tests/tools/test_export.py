@@ -1,0 +1,71 @@
+"""mdnet-export: checkpoint -> the tracker's weight file."""
+import numpy as np
+import pytest
+
+from online.network import NetSpec, Trunk, init_trunk
+from online.weights import build_trunk, load_weights, params_from_trunk
+from pretrain import checkpoint as ckpt
+from tools.export import main as export_main, build_parser
+
+SPEC = NetSpec(conv_channels=(8, 16, 16), fc_width=32)
+
+
+def _checkpoint(run, step=6, complete=True):
+    trunk = Trunk(SPEC)
+    init_trunk(trunk, seed=step)
+    params = params_from_trunk(trunk)
+    d = run / ckpt.CKPT_DIR / ckpt.ckpt_name(step)
+    d.mkdir(parents=True)
+    ckpt.write_shared(d, params, {k: np.zeros_like(v) for k, v in params.items()}, step)
+    ckpt.write_branches(d, 0, {}, step, {})
+    if complete:
+        ckpt.write_meta(run, step, {
+            "files": [ckpt.SHARED, ckpt.branch_file(0)], "branch_files": [ckpt.branch_file(0)],
+            "world_size": 2, "steps_per_cycle": 3, "cycle": step / 3, "domains": ["a", "b"],
+            "datasets": ["data/x"], "seed": 5, "config": {"seed": 5, "train": {"cycles": 2}},
+            "model": {"conv_channels": list(SPEC.conv_channels), "fc_width": SPEC.fc_width},
+            "spec": {"input_size": SPEC.input_size, "padding": SPEC.padding, "mean": SPEC.mean,
+                     "dropout": SPEC.dropout, "lrn": list(SPEC.lrn)}})
+    return d, params
+
+
+def _export(*argv):
+    return export_main(build_parser().parse_args([str(a) for a in argv]))
+
+
+def test_export_run_folder_latest(tmp_path):
+    _checkpoint(tmp_path, 3)
+    _, params = _checkpoint(tmp_path, 6)
+    _checkpoint(tmp_path, 9, complete=False)  # killed mid-write: not exported
+    out = tmp_path / "w.h5"
+    assert _export(tmp_path, "--out", out) == 0
+    wf = load_weights(out)
+    assert wf.spec == SPEC
+    for n, v in params.items():
+        assert np.array_equal(wf.params[n], v), n
+    p = wf.provenance
+    assert p["source"] == "mdnet-pretrain" and p["steps"] == 6 and p["cycles"] == 2.0
+    assert p["datasets"] == ["data/x"] and p["config"]["seed"] == 5 and p["domains"] == 2
+    assert "exported" in p and p["checkpoint"].endswith(ckpt.ckpt_name(6))
+    # The tracker's loader accepts it and builds the same widths.
+    trunk, prov = build_trunk(str(out))
+    assert trunk.spec == SPEC and prov["provenance"]["steps"] == 6
+
+
+def test_export_one_checkpoint_and_random_baseline(tmp_path):
+    d, params = _checkpoint(tmp_path, 6)
+    assert _export(d, "--out", tmp_path / "a.h5") == 0
+    assert np.array_equal(load_weights(tmp_path / "a.h5").params["fc4_weight"], params["fc4_weight"])
+    assert _export(tmp_path, "--out", tmp_path / "r.h5", "--random-init", 0) == 0
+    r = load_weights(tmp_path / "r.h5")
+    assert r.spec == SPEC and r.provenance["source"] == "random-init" and r.provenance["seed"] == 0
+    assert not np.array_equal(r.params["fc4_weight"], params["fc4_weight"])
+
+
+def test_export_errors(tmp_path, capsys):
+    assert _export(tmp_path, "--out", tmp_path / "w.h5") == 2
+    assert "neither a checkpoint folder" in capsys.readouterr().err
+    d, _ = _checkpoint(tmp_path, 6, complete=False)
+    assert _export(d, "--out", tmp_path / "w.h5") == 2
+    assert "incomplete checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "w.h5").exists()

@@ -1,0 +1,148 @@
+"""mdnet-bench pretrain: pretraining throughput on 1 and 2 (or more) ranks, and where a step's time goes.
+
+    mdnet-bench pretrain --json                          # synthetic data, demo widths, 1 and 2 ranks
+    mdnet-bench pretrain --ranks 1,2,4 --threads 1 --steps 40 --config cluster/configs/demo.yaml
+
+Each world size is a real `horovodrun -np N` job (Gloo) of `mdnet-pretrain` with the same threads
+per rank (OMP_NUM_THREADS, and each rank pinned to its own cores so a rank's data thread competes
+with its own compute, as it would on a full node); validation is off and one checkpoint is written
+at the end. Every rank times each step; the first steps (graph and allocation warm-up) are left
+out; means are over all rank-steps (pretrain/loop.py `finish`):
+
+- samples_per_s_per_rank_N: training samples (sampling.pos + sampling.neg per step) per second per
+  rank with N ranks;
+- scaling_efficiency: samples_per_s_per_rank at the largest N / at 1 rank (1.0 = perfect scaling);
+- data_fraction: time the main loop WAITED for a prefetched batch / step time (the data cost that
+  the background workers did not hide);
+- mining_fraction: scoring the negative pool (inference forward) / step time;
+- net_fraction: forward + backward + allreduce + clip + update / step time; allreduce_fraction is the
+  allreduce + update part of it (includes waiting for the slowest rank).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "pretrain", help="time multi-domain pretraining on 1 and 2 ranks (horovodrun, Gloo)",
+        description="Pretraining throughput per rank for several world sizes, scaling efficiency and the "
+                    "split of a step into data wait / hard-negative mining / network (default: synthetic "
+                    "sequences and the demo config, so it runs on a fresh machine).")
+    p.add_argument("--config", default=str(REPO / "cluster" / "configs" / "demo.yaml"),
+                   help="pretraining config (default: cluster/configs/demo.yaml)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="dataset root (default: synthesize 8 sequences x 30 frames, 192x144, to a temporary folder)")
+    p.add_argument("--ranks", default="1,2", help="world sizes to run, comma-separated (default 1,2)")
+    p.add_argument("--threads", type=int, default=1, help="compute threads per rank (default 1)")
+    p.add_argument("--steps", type=int, default=30, help="at least this many steps per rank (default 30)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin ranks to cores")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra pretraining config override (repeatable)")
+    p.add_argument("--keep", default=None, metavar="DIR", help="keep the run folders here (default: temporary)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a text table")
+    p.set_defaults(func=bench_pretrain)
+    return p
+
+
+def _run_one(np_: int, cfg_path: str, data: str, out: Path, steps: int, threads: int, pin: bool,
+             overrides: list[str], domains: int) -> dict:
+    # Enough whole cycles for `steps` steps per rank: a cycle is ceil(domains / ranks) steps.
+    per_cycle = max(1, math.ceil(domains / np_))
+    cycles = max(1, math.ceil(steps / per_cycle))
+    bin_dir = Path(sys.executable).parent
+    cmd = [str(bin_dir / "horovodrun"), "-np", str(np_), "-H", f"localhost:{np_}",
+           sys.executable, "-m", "pretrain.cli", "--config", cfg_path, "--out", str(out),
+           "--set", f"data.roots=[{data}]", "--set", f"train.cycles={cycles}",
+           "--set", "val.enabled=false", "--set", "checkpoint.every_steps=0",
+           "--set", "train.log_every=0", "--set", f"runtime.threads={threads}",
+           "--set", f"runtime.pin_cores={'true' if pin else 'false'}"]
+    for o in overrides:
+        cmd += ["--set", o]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MXNET_CPU_WORKER_NTHREADS="1",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PATH=str(bin_dir) + os.pathsep + os.environ.get("PATH", ""))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    timing = json.loads((out / "timing.json").read_text())
+    timing["wall_s"] = wall
+    timing["command"] = " ".join(cmd)
+    return timing
+
+
+def bench_pretrain(args) -> int:
+    ranks = [int(r) for r in args.ranks.split(",")]
+    if min(ranks) < 1:
+        raise SystemExit("mdnet-bench pretrain: --ranks must be positive integers")
+    ncpu = len(os.sched_getaffinity(0))
+    if max(ranks) * args.threads > ncpu:
+        print(f"mdnet-bench pretrain: warning: {max(ranks)} ranks x {args.threads} threads > {ncpu} cores; "
+              f"the largest world size is oversubscribed", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="mdnet-bench-pretrain-") as tmp:
+        tmp = Path(tmp)
+        data = args.data
+        if data is None:
+            from tools.synth import synthesize
+            data = str(tmp / "synth")
+            synthesize(data, sequences=8, frames=30, size=(192, 144), seed=0)
+        from online.readers import find_sequences
+        domains = len(find_sequences(data))
+        keep = Path(args.keep) if args.keep else tmp
+        results = {}
+        for n in ranks:
+            results[n] = _run_one(n, args.config, data, keep / f"run-np{n}", args.steps, args.threads,
+                                  not args.no_pin, args.overrides, domains)
+    base, top = results[min(ranks)], results[max(ranks)]
+    out = {"config": args.config, "threads_per_rank": args.threads, "pinned": not args.no_pin,
+           "domains": domains, "samples_per_step": base["samples_per_step"], "mining_pool": base["mining_pool"]}
+    for n, t in results.items():
+        out[f"samples_per_s_per_rank_{n}"] = t["samples_per_s_per_rank"]
+        out[f"samples_per_s_total_{n}"] = t["samples_per_s_per_rank"] * n
+        out[f"step_s_{n}"] = t["step_s"]
+        out[f"steps_timed_per_rank_{n}"] = t["steps_timed_per_rank"]
+        for k in ("data_fraction", "mining_fraction", "net_fraction"):
+            out[f"{k}_{n}"] = t[k]
+        out[f"allreduce_fraction_{n}"] = t["allreduce_update_s"] / t["step_s"]
+        out[f"prep_worker_s_per_step_{n}"] = t["prep_worker_s"]
+        out[f"command_{n}"] = t["command"]
+    out["scaling_efficiency"] = top["samples_per_s_per_rank"] / base["samples_per_s_per_rank"]
+    # Headline fractions: the largest world size (the configuration being scaled).
+    for k in ("data_fraction", "mining_fraction", "net_fraction"):
+        out[k] = top[k]
+    out["allreduce_fraction"] = top["allreduce_update_s"] / top["step_s"]
+    if args.json:
+        print(json.dumps(out, indent=1, sort_keys=True))
+    else:
+        print(f"pretrain benchmark: {args.config}, {domains} domains, {args.threads} thread(s) per rank, "
+              f"{out['samples_per_step']} samples/step, mining pool {out['mining_pool']}")
+        print(f"{'ranks':>5} {'samples/s/rank':>15} {'step s':>8} {'data':>7} {'mining':>7} {'net':>7} {'allreduce':>9}")
+        for n, t in results.items():
+            print(f"{n:>5} {t['samples_per_s_per_rank']:>15.1f} {t['step_s']:>8.3f} {t['data_fraction']:>7.1%} "
+                  f"{t['mining_fraction']:>7.1%} {t['net_fraction']:>7.1%} {t['allreduce_update_s'] / t['step_s']:>9.1%}")
+        print(f"scaling efficiency {min(ranks)} -> {max(ranks)} ranks: {out['scaling_efficiency']:.1%}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="mdnet-bench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_pretrain_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""mdnet-export: turn a pretraining checkpoint into the tracker's weight file.
+
+    mdnet-export runs/vot-otb --out weights/vot-otb.h5                 # a run folder: its latest checkpoint
+    mdnet-export runs/vot-otb/checkpoints/ckpt-00012000 --out w.h5     # one checkpoint
+    mdnet-export runs/demo --out random.h5 --random-init 0             # same widths, paper init (a baseline)
+
+Only the shared layers (conv1-fc5) are exported: the fc6 branches belong to the training
+sequences, and the tracker makes a fresh fc6 per target. The file (online/weights.py) carries the
+network spec (widths, input size, padding, mean, LRN) and a provenance record: the resolved
+pretraining config, steps and cycles done, world size, datasets, domain count, checkpoint path and
+time. `mdnet-track --weights W.h5` loads it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mdnet-export",
+                                description="Export the shared layers of a pretraining checkpoint as an MDNet weight file.")
+    p.add_argument("checkpoint", help="a checkpoint folder (ckpt-NNNNNNNN) or a run folder (its latest complete checkpoint)")
+    p.add_argument("--out", required=True, help="weight file to write (.h5)")
+    p.add_argument("--random-init", type=int, default=None, metavar="SEED",
+                   help="write a randomly initialised trunk (online.network.init_trunk, seed SEED) with the "
+                        "checkpoint's widths instead of its weights: the matching no-pretraining baseline")
+    return p
+
+
+def spec_from_meta(meta: dict):
+    from online.network import NetSpec
+    s = meta["spec"]
+    return NetSpec(conv_channels=tuple(meta["model"]["conv_channels"]), fc_width=int(meta["model"]["fc_width"]),
+                   input_size=int(s["input_size"]), padding=int(s["padding"]), mean=float(s["mean"]),
+                   dropout=float(s["dropout"]), lrn=tuple(s["lrn"]))
+
+
+def export(checkpoint, out, random_init: int | None = None) -> dict:
+    """Write the weight file; returns the provenance written."""
+    from online.network import Trunk, init_trunk
+    from online.weights import params_from_trunk, save_weights
+    from pretrain import checkpoint as ckpt
+
+    ckpt_dir = ckpt.find_latest(checkpoint)
+    meta = ckpt.read_meta(ckpt_dir)
+    spec = spec_from_meta(meta)
+    provenance = {
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "checkpoint": str(Path(ckpt_dir).resolve()),
+        "steps": meta["step"], "cycles": meta["cycle"], "world_size": meta["world_size"],
+        "datasets": meta["datasets"], "domains": len(meta["domains"]), "seed": meta["seed"],
+        "config": meta["config"],
+    }
+    if random_init is None:
+        params, _ = ckpt.read_shared(ckpt_dir)
+        provenance["source"] = "mdnet-pretrain"
+    else:
+        import mxnet as mx
+        trunk = Trunk(spec)
+        init_trunk(trunk, mx.cpu(), seed=random_init)
+        params = params_from_trunk(trunk)
+        # Keep the checkpoint's record so the baseline says which run it is the baseline of.
+        provenance = {"source": "random-init", "seed": random_init, "baseline_of": provenance}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_weights(out, params, spec, provenance)
+    return provenance
+
+
+def main(args: argparse.Namespace) -> int:
+    from online.weights import WeightFileError
+    from pretrain.checkpoint import CheckpointError
+
+    try:
+        prov = export(args.checkpoint, args.out, args.random_init)
+    except (CheckpointError, WeightFileError, OSError, KeyError) as e:
+        print(f"mdnet-export: {e}", file=sys.stderr)
+        return 2
+    if prov["source"] == "random-init":
+        print(f"mdnet-export: random-init trunk (seed {args.random_init}) with the widths of "
+              f"{prov['baseline_of']['checkpoint']} -> {args.out}")
+    else:
+        print(f"mdnet-export: {prov['checkpoint']} (step {prov['steps']}, {prov['cycles']:.2f} cycles, "
+              f"{prov['domains']} domains) -> {args.out}")
+    return 0
+
+
+def run(argv=None):
+    sys.exit(main(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    run()
