@@ -48,6 +48,7 @@ demo: install
 
 bench: install
 	$(VENV)/bin/mdnet-bench track --weights random:0 --frames 30 --json
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/mdnet-bench pretrain --json
 
 clean:
 	rm -rf $(VENV) work runs results
