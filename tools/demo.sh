@@ -18,7 +18,7 @@ say() { echo "== demo [$((SECONDS - T0))s]: $*"; }
 
 say "1/5 synthesize training and held-out sequences"
 # Training and held-out sets come from different seeds: no held-out sequence is seen in training.
-mdnet-data synth --out "$DEMO_DIR/synth-train" --sequences 24 --frames 50 --size 192x144 --seed 1
+mdnet-data synth --out "$DEMO_DIR/synth-train" --sequences 8 --frames 100 --size 192x144 --seed 1
 mdnet-data synth --out "$DEMO_DIR/synth-test" --sequences 6 --frames 60 --size 192x144 --seed 2
 
 if have pretrain.cli; then
