@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,7 @@ import h5py
 import mxnet as mx
 import numpy as np
 
+from online.atomic import atomic_write
 from online.network import NetSpec, Trunk, init_trunk, param_names, shared_params
 
 FORMAT = "mdnet-weights"
@@ -118,14 +118,9 @@ def save_weights(path, params: dict, spec: NetSpec, provenance: dict | None = No
     prov_json = json.dumps(prov, default=_json_default, sort_keys=True)
 
     nsize, alpha, beta, knorm = spec.lrn
-    directory = os.path.dirname(os.path.abspath(path))
-    # Same directory as the target so os.replace is an atomic rename on the same filesystem:
-    # a reader (or a crash) sees either the old file or the complete new one, never half.
-    # A unique name created by h5py itself (mode "w-" fails if it exists), so the file gets the
-    # usual umask mode: mkstemp's private 0600 would hide it from other users on shared storage.
-    tmp = os.path.join(directory,
-                       f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    # Written atomically (online/atomic.py): a reader, or a crash, sees the old file or the whole
+    # new one. h5py creates the temporary file itself ("w-": fails if it exists).
+    def write(tmp):
         with h5py.File(tmp, "w-") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
@@ -144,13 +139,7 @@ def save_weights(path, params: dict, spec: NetSpec, provenance: dict | None = No
             group = f.create_group("params")
             for name in param_names(spec):  # fixed order: conv1_weight .. fc5_bias
                 group.create_dataset(name, data=arrays[name])
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, write)
 
 
 def params_from_trunk(trunk: Trunk) -> dict:

@@ -26,12 +26,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from online.atomic import atomic_write, atomic_write_text
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
@@ -56,26 +57,6 @@ def branch_file(rank: int) -> str:
 
 # ---------------------------------------------------------------------------------- writing
 
-def _atomic(path: Path, write) -> None:
-    """Call write(tmp_path), fsync, then rename onto `path` (same folder: atomic)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
 def write_shared(ckpt_dir: Path, params: dict, momentum: dict, step: int) -> None:
     """Rank 0 only: the shared weights and their momentum (name -> np.ndarray)."""
     def write(tmp):
@@ -86,7 +67,7 @@ def write_shared(ckpt_dir: Path, params: dict, momentum: dict, step: int) -> Non
                 g = f.create_group(group)
                 for name in sorted(arrays):
                     g.create_dataset(name, data=np.asarray(arrays[name], np.float32))
-    _atomic(Path(ckpt_dir) / SHARED, write)
+    atomic_write(Path(ckpt_dir) / SHARED, write)
 
 
 def write_branches(ckpt_dir: Path, rank: int, branches: dict, step: int, extra: dict) -> None:
@@ -109,7 +90,7 @@ def write_branches(ckpt_dir: Path, rank: int, branches: dict, step: int, extra: 
                 else:
                     data = np.zeros((0,), np.float32)
                 f.create_dataset(key, data=data)
-    _atomic(Path(ckpt_dir) / branch_file(rank), write)
+    atomic_write(Path(ckpt_dir) / branch_file(rank), write)
 
 
 def write_meta(run_dir: Path, step: int, meta: dict) -> Path:
@@ -120,8 +101,8 @@ def write_meta(run_dir: Path, step: int, meta: dict) -> Path:
     for f in meta.get("files", []):
         if not (ckpt_dir / f).is_file():
             raise CheckpointError(f"{ckpt_dir}: {f} is missing; refusing to mark the checkpoint complete")
-    _atomic_text(ckpt_dir / META, json.dumps(meta, indent=1, sort_keys=True))
-    _atomic_text(Path(run_dir) / CKPT_DIR / LATEST, ckpt_name(step) + "\n")
+    atomic_write_text(ckpt_dir / META, json.dumps(meta, indent=1, sort_keys=True))
+    atomic_write_text(Path(run_dir) / CKPT_DIR / LATEST, ckpt_name(step) + "\n")
     return ckpt_dir
 
 
