@@ -1,6 +1,6 @@
 """mdnet-bench pretrain: pretraining throughput on 1 and 2 (or more) ranks, and where a step's time goes.
 
-    mdnet-bench pretrain --json                          # synthetic data, demo widths, 1 and 2 ranks
+    mdnet-bench pretrain --json                          # synthetic data, bench config, 1 and 2 ranks
     mdnet-bench pretrain --ranks 1,2,4 --threads 1 --steps 40 --config cluster/configs/demo.yaml
 
 Each world size is a real `horovodrun -np N` job (Gloo) of `mdnet-pretrain` with the same threads
@@ -12,6 +12,9 @@ out; means are over all rank-steps (pretrain/loop.py `finish`):
 - samples_per_s_per_rank_N: training samples (sampling.pos + sampling.neg per step) per second per
   rank with N ranks;
 - scaling_efficiency: samples_per_s_per_rank at the largest N / at 1 rank (1.0 = perfect scaling);
+  with --repeats R (default 3) the world sizes run interleaved R times (1, 2, 1, 2, ...) so a slow
+  spell of a shared machine hits both sizes alike; every figure is the median over the repeats, and
+  scaling_efficiency_repeats lists the efficiency of each repeat (largest N / smallest N);
 - data_fraction: time the main loop WAITED for a prefetched batch / step time (the data cost that
   the background workers did not hide);
 - mining_fraction: scoring the negative pool (inference forward) / step time;
@@ -24,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,14 +42,17 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
         "pretrain", help="time multi-domain pretraining on 1 and 2 ranks (horovodrun, Gloo)",
         description="Pretraining throughput per rank for several world sizes, scaling efficiency and the "
                     "split of a step into data wait / hard-negative mining / network (default: synthetic "
-                    "sequences and the demo config, so it runs on a fresh machine).")
-    p.add_argument("--config", default=str(REPO / "cluster" / "configs" / "demo.yaml"),
-                   help="pretraining config (default: cluster/configs/demo.yaml)")
+                    "sequences and cluster/configs/bench.yaml, so it runs on a fresh machine).")
+    p.add_argument("--config", default=str(REPO / "cluster" / "configs" / "bench.yaml"),
+                   help="pretraining config (default: cluster/configs/bench.yaml: MDNet's 8 frames, "
+                        "32 pos + 96 of 256 mined neg per step, narrow widths)")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="dataset root (default: synthesize 8 sequences x 30 frames, 192x144, to a temporary folder)")
     p.add_argument("--ranks", default="1,2", help="world sizes to run, comma-separated (default 1,2)")
     p.add_argument("--threads", type=int, default=1, help="compute threads per rank (default 1)")
     p.add_argument("--steps", type=int, default=30, help="at least this many steps per rank (default 30)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="run the world sizes interleaved this many times and report medians (default 3)")
     p.add_argument("--no-pin", action="store_true", help="do not pin ranks to cores")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra pretraining config override (repeatable)")
@@ -83,10 +90,22 @@ def _run_one(np_: int, cfg_path: str, data: str, out: Path, steps: int, threads:
     return timing
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """Median of every numeric timing over repeated runs of one world size (strings from the first)."""
+    out = dict(runs[0])
+    for k, v in runs[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            m = statistics.median(r[k] for r in runs)
+            out[k] = int(m) if isinstance(v, int) and m == int(m) else float(m)
+    return out
+
+
 def bench_pretrain(args) -> int:
     ranks = [int(r) for r in args.ranks.split(",")]
     if min(ranks) < 1:
         raise SystemExit("mdnet-bench pretrain: --ranks must be positive integers")
+    if args.repeats < 1:
+        raise SystemExit("mdnet-bench pretrain: --repeats must be at least 1")
     ncpu = len(os.sched_getaffinity(0))
     if max(ranks) * args.threads > ncpu:
         print(f"mdnet-bench pretrain: warning: {max(ranks)} ranks x {args.threads} threads > {ncpu} cores; "
@@ -101,13 +120,16 @@ def bench_pretrain(args) -> int:
         from online.readers import find_sequences
         domains = len(find_sequences(data))
         keep = Path(args.keep) if args.keep else tmp
-        results = {}
-        for n in ranks:
-            results[n] = _run_one(n, args.config, data, keep / f"run-np{n}", args.steps, args.threads,
-                                  not args.no_pin, args.overrides, domains)
+        runs = {n: [] for n in ranks}
+        for rep in range(args.repeats):
+            for n in ranks:
+                runs[n].append(_run_one(n, args.config, data, keep / f"run-np{n}-r{rep}", args.steps,
+                                        args.threads, not args.no_pin, args.overrides, domains))
+    results = {n: _median_run(rs) for n, rs in runs.items()}
     base, top = results[min(ranks)], results[max(ranks)]
     out = {"config": args.config, "threads_per_rank": args.threads, "pinned": not args.no_pin,
-           "domains": domains, "samples_per_step": base["samples_per_step"], "mining_pool": base["mining_pool"]}
+           "repeats": args.repeats, "domains": domains, "samples_per_step": base["samples_per_step"],
+           "mining_pool": base["mining_pool"]}
     for n, t in results.items():
         out[f"samples_per_s_per_rank_{n}"] = t["samples_per_s_per_rank"]
         out[f"samples_per_s_total_{n}"] = t["samples_per_s_per_rank"] * n
@@ -119,6 +141,9 @@ def bench_pretrain(args) -> int:
         out[f"prep_worker_s_per_step_{n}"] = t["prep_worker_s"]
         out[f"command_{n}"] = t["command"]
     out["scaling_efficiency"] = top["samples_per_s_per_rank"] / base["samples_per_s_per_rank"]
+    out["scaling_efficiency_repeats"] = [
+        t["samples_per_s_per_rank"] / b["samples_per_s_per_rank"]
+        for b, t in zip(runs[min(ranks)], runs[max(ranks)])]
     # Headline fractions: the largest world size (the configuration being scaled).
     for k in ("data_fraction", "mining_fraction", "net_fraction"):
         out[k] = top[k]
@@ -132,7 +157,9 @@ def bench_pretrain(args) -> int:
         for n, t in results.items():
             print(f"{n:>5} {t['samples_per_s_per_rank']:>15.1f} {t['step_s']:>8.3f} {t['data_fraction']:>7.1%} "
                   f"{t['mining_fraction']:>7.1%} {t['net_fraction']:>7.1%} {t['allreduce_update_s'] / t['step_s']:>9.1%}")
-        print(f"scaling efficiency {min(ranks)} -> {max(ranks)} ranks: {out['scaling_efficiency']:.1%}")
+        print(f"scaling efficiency {min(ranks)} -> {max(ranks)} ranks: {out['scaling_efficiency']:.1%} "
+              f"(median of {args.repeats}; per repeat: "
+              f"{', '.join(f'{e:.1%}' for e in out['scaling_efficiency_repeats'])})")
     return 0
 
 
