@@ -22,7 +22,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -194,72 +193,53 @@ def _write_boxes(path: Path, boxes: np.ndarray):
     os.replace(tmp, path)
 
 
-def track_sequence(seq, trunk, cfg, ctx, args, out_dir: Path, used_names: set, many: bool) -> dict:
-    """Track one sequence; write its result file(s); return its summary."""
+def track_one(seq, trunk, cfg, ctx, args, out_dir: Path, used_names: set, many: bool) -> dict:
+    """Track one sequence through online.track_loop; write its result file(s); return its summary."""
     from online.boxes import iou
-    from online.metrics import summarize
+    from online.track_loop import track_sequence
     from online.tracker import MultiTracker
 
-    n = len(seq) if args.frames is None else min(len(seq), args.frames)
-    if args.init:
-        inits = np.asarray(args.init, dtype=np.float64).reshape(-1, 4)
-    else:
-        if seq.absent[0]:
-            raise ValueError(f"{seq.name}: the target is absent in the first frame; give --init")
-        inits = seq.boxes[:1].copy()
+    inits = np.asarray(args.init, dtype=np.float64).reshape(-1, 4) if args.init else None
     # Metrics only when the one target started from the ground truth.
-    scored = seq.has_groundtruth and len(inits) == 1 and np.allclose(inits[0], seq.boxes[0])
-    tracker = MultiTracker(trunk, cfg, ctx, seed=args.seed)
+    scored = seq.has_groundtruth and (inits is None or (len(inits) == 1 and np.allclose(inits[0], seq.boxes[0])))
+    n = len(seq) if args.frames is None else min(len(seq), args.frames)
     progress = _Progress(seq.name, n, not (args.quiet or args.verbose))
-    writer = None
-    out = np.zeros((n, len(inits), 4))
-    out[0] = inits
-    frame_times = []
-    for i in range(n):
-        image = seq.frame(i)
-        t0 = time.perf_counter()
-        if i == 0:
-            tracker.initialize(image, inits)
-            results = None
-        else:
-            results = tracker.track(image)
-            out[i] = [r.box for r in results]
-        dt = time.perf_counter() - t0
-        frame_times.append(dt)
+    video = {"writer": None}
+
+    def on_frame(i, image, run):
         if args.save_video:
-            if writer is None:
-                writer = _open_video(_video_path(args.save_video, seq.name, many), (image.shape[1], image.shape[0]))
-            writer.write(_draw(image, out[i], seq.boxes[i] if seq.has_groundtruth else None))
+            if video["writer"] is None:
+                video["writer"] = _open_video(_video_path(args.save_video, seq.name, many),
+                                              (image.shape[1], image.shape[0]))
+            video["writer"].write(_draw(image, run.boxes[i], seq.boxes[i] if seq.has_groundtruth else None))
         if args.verbose:
             parts = [f"frame {i}:"]
             if scored and not seq.absent[i]:
-                parts.append(f"IoU {float(iou(out[i, 0], seq.boxes[i])[0]):.2f}")
-            if results is not None:
-                parts.append("score " + " ".join(f"{r.score:.2f}" for r in results))
-            parts.append(f"time {dt:.2f}s")
+                parts.append(f"IoU {float(iou(run.boxes[i, 0], seq.boxes[i])[0]):.2f}")
+            if i > 0:
+                parts.append("score " + " ".join(f"{v:.2f}" for v in run.scores[i]))
+            parts.append(f"time {run.track_s[i]:.2f}s")
             print(" ".join(parts), flush=True)
-        progress.update(i + 1, f"{dt:.2f}s")
-    progress.close()
-    if writer is not None:
-        writer.release()
+        progress.update(i + 1, f"{run.track_s[i]:.2f}s")
+
+    try:
+        run = track_sequence(MultiTracker(trunk, cfg, ctx, seed=args.seed), seq, inits, n, on_frame)
+    finally:
+        progress.close()
+        if video["writer"] is not None:
+            video["writer"].release()
 
     name = seq.name
     while name in used_names:
         name = name + "_"
     used_names.add(name)
+    k = run.boxes.shape[1]
     files = []
-    for k in range(len(inits)):
-        path = out_dir / (f"{name}.txt" if len(inits) == 1 else f"{name}.target{k + 1}.txt")
-        _write_boxes(path, out[:, k])
+    for t in range(k):
+        path = out_dir / (f"{name}.txt" if k == 1 else f"{name}.target{t + 1}.txt")
+        _write_boxes(path, run.boxes[:, t])
         files.append(str(path))
-
-    summary = {"sequence": seq.name, "frames": n, "files": files,
-               "first_frame_s": frame_times[0],
-               "fps": (n - 1) / sum(frame_times[1:]) if n > 1 and sum(frame_times[1:]) > 0 else float("nan"),
-               "net_s": tracker.net_s}
-    if scored:
-        summary.update(summarize(out[:, 0], seq.boxes[:n], seq.absent[:n]))
-    return summary
+    return {"sequence": seq.name, "files": files, **run.summary(seq if scored else None)}
 
 
 def _format_summary(s: dict) -> str:
@@ -330,7 +310,7 @@ def main(args: argparse.Namespace) -> int:
     used: set = set()
     for seq in seqs:
         try:
-            s = track_sequence(seq, trunk, cfg, ctx, args, out_dir, used, many=len(seqs) > 1)
+            s = track_one(seq, trunk, cfg, ctx, args, out_dir, used, many=len(seqs) > 1)
         except (DataError, ValueError) as e:
             # One unreadable frame or unusable first box should not lose the other sequences'
             # results; the exit status still reports it.

@@ -46,6 +46,32 @@ class NetSpec:
     dropout: float = 0.5
     lrn: tuple = (LRN_NSIZE, LRN_ALPHA, LRN_BETA, LRN_KNORM)
 
+    # One serialisation, used by the weight file (HDF5 attributes), checkpoints and export (JSON):
+    # flat keys with plain values, LRN split into its four constants.
+    KEYS = ("conv_channels", "fc_width", "input_size", "padding", "mean", "dropout",
+            "lrn_nsize", "lrn_alpha", "lrn_beta", "lrn_knorm")
+
+    def to_dict(self) -> dict:
+        nsize, alpha, beta, knorm = self.lrn
+        return {"conv_channels": [int(c) for c in self.conv_channels], "fc_width": int(self.fc_width),
+                "input_size": int(self.input_size), "padding": int(self.padding), "mean": float(self.mean),
+                "dropout": float(self.dropout), "lrn_nsize": int(nsize), "lrn_alpha": float(alpha),
+                "lrn_beta": float(beta), "lrn_knorm": float(knorm)}
+
+    @classmethod
+    def from_dict(cls, d) -> "NetSpec":
+        """Inverse of to_dict; KeyError names the missing keys, ValueError a malformed value."""
+        missing = [k for k in cls.KEYS if k not in d]
+        if missing:
+            raise KeyError(f"missing network keys {missing}")
+        import numpy as np  # attribute values may come back from HDF5 as numpy scalars/arrays
+        channels = tuple(int(c) for c in np.asarray(d["conv_channels"]).reshape(-1))
+        if len(channels) != 3:
+            raise ValueError(f"conv_channels must have 3 values, found {channels}")
+        return cls(conv_channels=channels, fc_width=int(d["fc_width"]), input_size=int(d["input_size"]),
+                   padding=int(d["padding"]), mean=float(d["mean"]), dropout=float(d["dropout"]),
+                   lrn=(int(d["lrn_nsize"]), float(d["lrn_alpha"]), float(d["lrn_beta"]), float(d["lrn_knorm"])))
+
     @property
     def conv3_size(self) -> int:
         s = (self.input_size - 7) // 2 + 1  # conv1
@@ -85,7 +111,13 @@ class ConvStage(gluon.HybridBlock):
 
 
 class FcStage(gluon.HybridBlock):
-    """fc4-fc5 with dropout (active only under autograd.record(train_mode=True))."""
+    """fc4-fc5 with dropout.
+
+    Called as `fcs(x)`, dropout is MXNet's (active only under autograd.record(train_mode=True),
+    masks from MXNet's RNG: pretraining). Called as `fcs(x, mask4, mask5)`, the given masks are
+    multiplied in instead (the tracker draws them from each target's own generator). A hybridized
+    block keeps the form of its first call.
+    """
 
     def __init__(self, spec: NetSpec, **kw):
         super().__init__(prefix="", **kw)
@@ -95,7 +127,10 @@ class FcStage(gluon.HybridBlock):
             self.drop4 = nn.Dropout(spec.dropout)
             self.drop5 = nn.Dropout(spec.dropout)
 
-    def hybrid_forward(self, F, x):
+    def hybrid_forward(self, F, x, *masks):
+        if masks:
+            m4, m5 = masks
+            return F.relu(self.fc5(F.relu(self.fc4(x)) * m4)) * m5
         x = self.drop4(F.relu(self.fc4(x)))
         return self.drop5(F.relu(self.fc5(x)))
 

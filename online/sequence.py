@@ -30,13 +30,6 @@ def decode_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def decode_image_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"{name}: unreadable or corrupt image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 class FrameSource:
     """Random access to decoded frames: `len(src)`, `src[i] -> RGB uint8`."""
 

@@ -12,7 +12,7 @@ current net's positive score, inference mode); the box regressor is fitted on th
 
 Every frame: 256 gaussian candidates around the previous estimate (not the regressed box, as in
 py-MDNet); the estimate is the mean of the top-5 by fc6 positive output, success when their mean
-is > 0. On failure the search widens (trans x1.1 per frame, up to 1.5); on success it resets,
+is > 0. On failure the search widens (trans x trans_growth = 1.1 per frame, up to 1.5); on success it resets,
 the regressor refines the top-5 and 50 positives + 200 negatives of the estimate are stored.
 Updates: long-term every 10 frames (positives of the last 100 successful frames, the first
 frame's always kept; negatives of the last 20), short-term on failure (positives of the last 20).
@@ -38,12 +38,14 @@ from dataclasses import dataclass
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
-from mxnet.gluon import nn
 
 from online.bbreg import BBRegressor
-from online.boxes import SamplerSpec, sample_boxes, sample_by_iou, valid_box
+from online.boxes import valid_box
 from online.crops import crop_regions
-from online.network import NetSpec, Trunk, make_head
+from online.head import TargetHead
+from online.mining import select_hardest
+from online.network import NetSpec, Trunk
+from online.sampling import SamplerSpec, sample_boxes, sample_by_iou
 from online.tracker_config import TrackerConfig
 
 
@@ -106,35 +108,6 @@ class ConvFeatures:
         return outs[0] if len(outs) == 1 else mx.nd.concat(*outs, dim=0)
 
 
-class _Head(gluon.HybridBlock):
-    """fc4 -> ReLU -> dropout -> fc5 -> ReLU -> dropout -> fc6 for one target.
-
-    Dropout is an explicit multiplication by masks passed in as inputs (drawn from the target's own
-    numpy generator), so each target's randomness is private. The training variant returns the
-    mean softmax cross-entropy (py-MDNet's BinaryLoss: -log p(pos) over positives, -log p(neg)
-    over negatives, averaged over the batch); the inference variant returns the raw fc6 outputs.
-    """
-
-    def __init__(self, spec: NetSpec, prefix: str, train: bool, params=None):
-        super().__init__(prefix=prefix, params=params)
-        self._train = train
-        with self.name_scope():
-            self.fc4 = nn.Dense(spec.fc_width, in_units=spec.feat_dim, prefix="fc4_")
-            self.fc5 = nn.Dense(spec.fc_width, in_units=spec.fc_width, prefix="fc5_")
-            self.fc6 = make_head(spec)
-
-    def hybrid_forward(self, F, x, *extra):
-        if self._train:
-            m4, m5, label = extra
-            h = F.relu(self.fc4(x)) * m4
-            h = F.relu(self.fc5(h)) * m5
-            logp = F.log_softmax(self.fc6(h), axis=1)
-            return -F.mean(F.pick(logp, label, axis=1))
-        h = F.relu(self.fc4(x))
-        h = F.relu(self.fc5(h))
-        return self.fc6(h)
-
-
 def _perm_stream(rng: np.random.Generator, n: int, need: int) -> np.ndarray:
     """Concatenated permutations of range(n), at least `need` long (py-MDNet's train())."""
     parts, have = [], 0
@@ -156,13 +129,13 @@ class _Target:
         # Private generator: the same (seed, index) gives the same random path alone or with others.
         self.rng = np.random.default_rng([int(seed), int(index)])
         prefix = f"target{index}_"
-        self.train_head = _Head(self.spec, prefix, train=True)
-        self.eval_head = _Head(self.spec, prefix, train=False, params=self.train_head.collect_params())
+        self.train_head = TargetHead(self.spec, prefix, train=True)
+        self.eval_head = TargetHead(self.spec, prefix, train=False, params=self.train_head.collect_params())
         params = self.train_head.collect_params()
         params.initialize(mx.init.Zero(), ctx=ctx, force_reinit=True)
         for name in ("fc4", "fc5"):
             src = getattr(trunk.fcs, name)
-            dst = getattr(self.train_head, name)
+            dst = getattr(self.train_head.fcs, name)
             dst.weight.set_data(src.weight.data(ctx).copy())
             dst.bias.set_data(src.bias.data(ctx).copy())
         # Fresh fc6, paper init N(0, 0.01) / 0, drawn from the target's generator.
@@ -189,16 +162,19 @@ class _Target:
         self.frame = 0
         self.last: TrackResult | None = None
 
-    # --- samplers, as in py-MDNet's run_tracker.py ---
+    # --- samplers, as in py-MDNet's run_tracker.py (online/sampling.py) ---
     def _sampler(self, kind, trans=0.0, scale=1.0, aspect=None) -> SamplerSpec:
-        return SamplerSpec(kind, trans=trans, scale=scale, aspect=aspect)
+        return SamplerSpec(kind, trans=trans, scale=scale, aspect=aspect, min_size=self.cfg.min_box_size)
 
     def init_samples(self, box, size) -> dict:
         cfg, rng = self.cfg, self.rng
         out = {}
+        # Box-regression samples: IoU >= overlap_bbreg AND area within area_bbreg x the target's
+        # (py-MDNet's scale_range [1, 2]).
         out["bbreg"] = (sample_by_iou(rng, self._sampler("uniform", cfg.trans_bbreg, cfg.scale_bbreg,
                                                           cfg.aspect_bbreg), box, size, cfg.n_bbreg,
-                                      (cfg.overlap_bbreg, 1.0)) if cfg.bbreg else np.zeros((0, 4)))
+                                      (cfg.overlap_bbreg, 1.0), area_range=cfg.area_bbreg)
+                        if cfg.bbreg else np.zeros((0, 4)))
         out["pos"] = sample_by_iou(rng, self._sampler("gaussian", cfg.trans_pos, cfg.scale_pos), box, size,
                                    cfg.n_pos_init, (cfg.overlap_pos_init, 1.0))
         half = cfg.n_neg_init // 2
@@ -269,8 +245,8 @@ class _Target:
             cand = mx.nd.take(neg, neg_idx[it * bc:(it + 1) * bc])
             if bc > bn:
                 # Hard negative mining: score the pool in inference mode, keep the top batch_neg.
-                hard = mx.nd.topk(self.scores(cand)[:, 1], k=bn, ret_typ="indices", dtype="int32")
-                neg_b = mx.nd.take(cand, hard)
+                hard = select_hardest(self.scores(cand)[:, 1].asnumpy(), bn)
+                neg_b = mx.nd.take(cand, mx.nd.array(hard, ctx=ctx, dtype="int32"))
             else:
                 neg_b = cand
             x = mx.nd.concat(pos_b, neg_b, dim=0)
@@ -295,7 +271,7 @@ class _Target:
         self.box = np.asarray(box, dtype=np.float64).copy()
         if cfg.bbreg and feats["bbreg_boxes"] is not None and len(feats["bbreg_boxes"]):
             t0 = time.perf_counter()
-            self.bbreg = BBRegressor(cfg.lambda_bbreg, cfg.overlap_bbreg).fit(
+            self.bbreg = BBRegressor(cfg.lambda_bbreg, cfg.overlap_bbreg, cfg.bbreg_max_area_change).fit(
                 feats["bbreg"].asnumpy(), feats["bbreg_boxes"], self.box)
             self.timer.add("bbreg_s", time.perf_counter() - t0)
         self.trainer = self._new_trainer(cfg.lr_init)
@@ -319,15 +295,15 @@ class _Target:
         success = score > 0
         est = cands[top].mean(axis=0)
         # Widen the search after a failure, back to normal after a success (py-MDNet expand_trans).
-        self.trans = cfg.trans if success else min(self.trans * 1.1, cfg.trans_limit)
+        self.trans = cfg.trans if success else min(self.trans * cfg.trans_growth, cfg.trans_limit)
         out = est
         if success and self.bbreg is not None:
             t0 = time.perf_counter()
             top_feats = mx.nd.take(feats, mx.nd.array(top, ctx=self.ctx, dtype="int32")).asnumpy()
             t1 = time.perf_counter()
-            refined = self.bbreg.predict(top_feats, cands[top]).mean(axis=0)
-            refined = _inside(refined, size)
-            out = refined if refined is not None else est
+            # Not cut to the image: like the estimate (and py-MDNet), a refined box may extend past
+            # the border when the target does; its centre stays near the candidates' (inside).
+            out = self.bbreg.predict(top_feats, cands[top]).mean(axis=0)
             self.timer.net_s += t1 - t0
             self.timer.add("bbreg_s", time.perf_counter() - t1)
         self.box = est  # the next frame searches around the unregressed estimate (py-MDNet)
@@ -358,16 +334,6 @@ class _Target:
         if pos.shape[0] == 0 or neg.shape[0] == 0:
             return
         self.train(pos, neg, cfg.maxiter_update, self.trainer)
-
-
-def _inside(box, size):
-    """`box` cut to the image (W, H); None when nothing is left."""
-    W, H = size
-    x1, y1 = max(box[0], 0.0), max(box[1], 0.0)
-    x2, y2 = min(box[0] + box[2], W), min(box[1] + box[3], H)
-    if x2 - x1 < 1 or y2 - y1 < 1:
-        return None
-    return np.array([x1, y1, x2 - x1, y2 - y1])
 
 
 def _split(feats: mx.nd.NDArray, sizes: list[int]) -> list[mx.nd.NDArray]:

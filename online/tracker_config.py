@@ -4,8 +4,9 @@ The network shape (widths, input size, padding, mean, LRN) is not here: it comes
 file, so a tracker can never crop or normalise differently from the net it loads. The device is not
 here either (`mdnet-track --gpu N`): the same config file runs anywhere.
 
-Sampler parameters follow py-MDNet's SampleGenerator semantics as implemented in online/boxes.py:
-`trans` is a fraction of mean(w, h), `scale` a factor raised to a power in [-1, 1].
+Sampler parameters follow py-MDNet's SampleGenerator semantics as implemented in online/sampling.py:
+`trans` is a fraction of mean(w, h), `scale` a factor raised to a power in [-1, 1]; sample centres
+stay inside the image, boxes may extend past its border.
 Where py-MDNet and the MATLAB MDNet differ, the comment says which one a default follows.
 """
 from __future__ import annotations
@@ -58,7 +59,9 @@ class TrackerConfig:
     trans: float = opt(0.6, "candidate translation (gaussian, x mean(w,h))")
     scale: float = opt(1.05, "candidate scale factor")
     trans_limit: float = opt(1.5, "on failure trans grows x1.1 per frame up to this; reset on success")
+    trans_growth: float = opt(1.1, "on failure the candidate translation is multiplied by this per frame (py-MDNet expand_trans)")
     top_k: int = opt(5, "estimate = mean of the top-k candidates; success when their mean fc6 positive score > 0")
+    min_box_size: float = opt(10.0, "every sampled box keeps sides of at least this many pixels (py-MDNet: 10)")
 
     # --- bounding-box regression (ridge on conv3 features, trained on the first frame) ---
     bbreg: bool = opt(True, "refine successful estimates with the first-frame box regressor")
@@ -67,7 +70,9 @@ class TrackerConfig:
     trans_bbreg: float = opt(0.3, "regressor sampler translation (uniform)")
     scale_bbreg: float = opt(1.6, "regressor sampler scale factor")
     aspect_bbreg: float = opt(1.1, "regressor sampler aspect-ratio factor")
+    area_bbreg: tuple[float, float] = opt((1.0, 2.0), "regressor samples need area / target area in this range (py-MDNet scale_range)")
     lambda_bbreg: float = opt(1000.0, "ridge penalty of the regressor")
+    bbreg_max_area_change: float = opt(2.0, "a regressed box whose area changes by more than this factor (either way) is not applied")
 
     def __post_init__(self):
         # Fail at load time with the field's name, not deep inside a training loop.
@@ -84,5 +89,10 @@ class TrackerConfig:
             raise ConfigError(f"TrackerConfig.top_k ({self.top_k}) must be <= n_samples ({self.n_samples})")
         if self.maxiter_init < 0 or self.maxiter_update < 0:
             raise ConfigError("TrackerConfig.maxiter_init / maxiter_update must be >= 0")
+        if self.trans_growth < 1.0 or self.min_box_size <= 0 or self.bbreg_max_area_change < 1.0:
+            raise ConfigError("TrackerConfig: trans_growth and bbreg_max_area_change must be >= 1, "
+                              "min_box_size > 0")
+        if len(self.area_bbreg) != 2 or not 0 < self.area_bbreg[0] <= self.area_bbreg[1]:
+            raise ConfigError(f"TrackerConfig.area_bbreg must be [lo, hi] with 0 < lo <= hi, got {self.area_bbreg}")
         if self.trans_limit < self.trans:
             raise ConfigError(f"TrackerConfig.trans_limit ({self.trans_limit}) must be >= trans ({self.trans})")

@@ -40,9 +40,6 @@ RANDOM_PREFIX = "random:"
 LRN_NOTE = ("lrn_alpha is in MXNet's convention (mx.nd.LRN divides alpha by nsize): "
             "it equals MatConvNet's alpha * lrn_nsize (VGG-M: 1e-4 * 5 = 5e-4)")
 
-# Root attributes that make up the NetSpec; all are required on load.
-_SPEC_ATTRS = ("input_size", "padding", "mean", "conv_channels", "fc_width", "dropout",
-               "lrn_nsize", "lrn_alpha", "lrn_beta", "lrn_knorm")
 
 
 class WeightFileError(ValueError):
@@ -117,23 +114,14 @@ def save_weights(path, params: dict, spec: NetSpec, provenance: dict | None = No
     prov.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     prov_json = json.dumps(prov, default=_json_default, sort_keys=True)
 
-    nsize, alpha, beta, knorm = spec.lrn
     # Written atomically (online/atomic.py): a reader, or a crash, sees the old file or the whole
     # new one. h5py creates the temporary file itself ("w-": fails if it exists).
     def write(tmp):
         with h5py.File(tmp, "w-") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["input_size"] = int(spec.input_size)
-            f.attrs["padding"] = int(spec.padding)
-            f.attrs["mean"] = float(spec.mean)
-            f.attrs["conv_channels"] = np.asarray(spec.conv_channels, dtype=np.int64)
-            f.attrs["fc_width"] = int(spec.fc_width)
-            f.attrs["dropout"] = float(spec.dropout)
-            f.attrs["lrn_nsize"] = int(nsize)
-            f.attrs["lrn_alpha"] = float(alpha)
-            f.attrs["lrn_beta"] = float(beta)
-            f.attrs["lrn_knorm"] = float(knorm)
+            for key, value in spec.to_dict().items():
+                f.attrs[key] = np.asarray(value, dtype=np.int64) if key == "conv_channels" else value
             f.attrs["lrn_note"] = LRN_NOTE
             f.attrs["provenance"] = prov_json
             group = f.create_group("params")
@@ -207,20 +195,10 @@ def load_weights(path) -> WeightFile:
         found = attrs.get("format_version")
         raise WeightFileError(f"{path}: format_version {found!r} is not supported "
                               f"(this code reads versions {list(SUPPORTED_VERSIONS)})")
-    absent = [k for k in _SPEC_ATTRS if k not in attrs]
-    if absent:
-        raise WeightFileError(f"{path}: missing metadata attributes {absent}")
     try:
-        spec = NetSpec(
-            conv_channels=tuple(int(c) for c in np.asarray(attrs["conv_channels"]).reshape(-1)),
-            fc_width=int(attrs["fc_width"]),
-            input_size=int(attrs["input_size"]),
-            padding=int(attrs["padding"]),
-            mean=float(attrs["mean"]),
-            dropout=float(attrs["dropout"]),
-            lrn=(int(attrs["lrn_nsize"]), float(attrs["lrn_alpha"]), float(attrs["lrn_beta"]),
-                 float(attrs["lrn_knorm"])),
-        )
+        spec = NetSpec.from_dict(attrs)
+    except KeyError as e:
+        raise WeightFileError(f"{path}: {e.args[0]} (metadata attributes)") from e
     except (TypeError, ValueError) as e:
         raise WeightFileError(f"{path}: malformed metadata attribute ({e})") from e
     if len(spec.conv_channels) != 3:

@@ -22,11 +22,12 @@ Randomness needs no saved generator state: every step draws from generators seed
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import re
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -53,6 +54,70 @@ def ckpt_name(step: int) -> str:
 
 def branch_file(rank: int) -> str:
     return f"branches-rank{rank}.h5"
+
+
+RNG_SCHEME = ("stateless: data of rank r at step s from numpy default_rng([seed, r, s, 1]); dropout from "
+              "mx.random.seed(SeedSequence([seed, r, s, 2])); branch init from default_rng([seed, domain, "
+              "0xFC6]); validation from default_rng([seed, domain, 0x7A1])")
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """meta.json: what a checkpoint holds and the run state needed to continue it.
+
+    The step number is the whole random state (RNG_SCHEME); epoch counters live in the branch
+    files. `spec` is NetSpec.to_dict(); `shards` maps rank -> domain names it owned.
+    """
+    step: int
+    world_size: int
+    steps_per_cycle: int
+    total_steps: int
+    domains: list
+    shards: dict
+    datasets: list
+    spec: dict
+    seed: int
+    config: dict
+    rng: str = RNG_SCHEME
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    written: str = ""
+    # Derived from world_size; stored so readers (is_complete) need no code.
+    files: list = field(default_factory=list)
+    branch_files: list = field(default_factory=list)
+
+    def __post_init__(self):
+        branch = [branch_file(r) for r in range(self.world_size)]
+        object.__setattr__(self, "branch_files", branch)
+        object.__setattr__(self, "files", [SHARED] + branch)
+
+    @property
+    def cycle(self) -> float:
+        return self.step / self.steps_per_cycle
+
+    def net_spec(self):
+        from online.network import NetSpec
+        return NetSpec.from_dict(self.spec)
+
+    def to_json(self) -> str:
+        return json.dumps(dict(dataclasses.asdict(self), cycle=self.cycle), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where) -> "CheckpointMeta":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{where}: not valid JSON ({e})") from None
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+            raise CheckpointError(f"{where}: format {got!r}, expected {FORMAT!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(raw))
+        if missing:
+            raise CheckpointError(f"{where}: missing keys {missing}")
+        return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -93,16 +158,15 @@ def write_branches(ckpt_dir: Path, rank: int, branches: dict, step: int, extra: 
     atomic_write(Path(ckpt_dir) / branch_file(rank), write)
 
 
-def write_meta(run_dir: Path, step: int, meta: dict) -> Path:
+def write_meta(run_dir: Path, meta: CheckpointMeta) -> Path:
     """Rank 0, after every rank wrote its files: meta.json (completes the checkpoint), then latest."""
-    ckpt_dir = Path(run_dir) / CKPT_DIR / ckpt_name(step)
-    meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION, step=step,
-                written=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    for f in meta.get("files", []):
+    ckpt_dir = Path(run_dir) / CKPT_DIR / ckpt_name(meta.step)
+    meta = dataclasses.replace(meta, written=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    for f in meta.files:
         if not (ckpt_dir / f).is_file():
             raise CheckpointError(f"{ckpt_dir}: {f} is missing; refusing to mark the checkpoint complete")
-    atomic_write_text(ckpt_dir / META, json.dumps(meta, indent=1, sort_keys=True))
-    atomic_write_text(Path(run_dir) / CKPT_DIR / LATEST, ckpt_name(step) + "\n")
+    atomic_write_text(ckpt_dir / META, meta.to_json())
+    atomic_write_text(Path(run_dir) / CKPT_DIR / LATEST, ckpt_name(meta.step) + "\n")
     return ckpt_dir
 
 
@@ -163,11 +227,9 @@ def find_latest(path) -> Path:
     return complete[-1]
 
 
-def read_meta(ckpt_dir: Path) -> dict:
-    meta = json.loads((Path(ckpt_dir) / META).read_text())
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{ckpt_dir}/{META}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    return meta
+def read_meta(ckpt_dir: Path) -> CheckpointMeta:
+    path = Path(ckpt_dir) / META
+    return CheckpointMeta.from_json(path.read_text(), path)
 
 
 def read_shared(ckpt_dir: Path) -> tuple[dict, dict]:
@@ -189,7 +251,7 @@ def read_branches(ckpt_dir: Path, wanted=None) -> tuple[dict, dict]:
     wanted = None if wanted is None else set(wanted)
     out: dict = {}
     extras: dict = {}
-    for fname in meta["branch_files"]:
+    for fname in meta.branch_files:
         with h5py.File(Path(ckpt_dir) / fname, "r") as f:
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["names"][()]]
             for k in ("counters", "epoch_time_s"):

@@ -127,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
     from online.sequence import DataError
     from pretrain import checkpoint as ckpt
     from pretrain import distributed as dist
-    from pretrain.loop import Pretrainer
+    from pretrain.trainer import Pretrainer
 
     world = dist.init()  # Horovod: init (single-process world without a launcher)
     pinned = dist.pin_to_cores(world, threads) if cfg.runtime.pin_cores else None

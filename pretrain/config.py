@@ -59,16 +59,23 @@ class InitConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
+    # Samplers and their parameters as in online/sampling.py and the tracker's config (trans: a
+    # fraction of mean(w, h); scale: a factor raised to a power in [-1, 1]). Defaults: py-MDNet's
+    # pretraining (options_vot.yaml, pretrain/data_prov.py) and MATLAB MDNet's seq2roidb.m:
+    # positives uniform trans 0.1 scale 1.3, negatives uniform trans 2 scale 1.6, none whole-image.
     frames: int = opt(8, "frames per step, all from the step's one domain")
     pos: int = opt(32, "positives per step (split evenly over the frames)")
     neg: int = opt(96, "negatives per step (the hardest of the pool when mining is on)")
-    pos_iou: float = opt(0.7, "positives need IoU >= this")
-    neg_iou: float = opt(0.5, "negatives need IoU <= this")
-    pos_trans: float = opt(0.1, "positive sampler: gaussian translation (x mean(w, h))")
-    pos_scale: float = opt(1.2, "positive sampler: scale factor")
-    neg_trans: float = opt(1.0, "negative sampler (uniform half): translation")
-    neg_scale: float = opt(1.2, "negative sampler (both halves): scale factor")
-    neg_whole_fraction: float = opt(0.5, "fraction of negatives drawn anywhere in the image (py-MDNet: half)")
+    overlap_pos: float = opt(0.7, "positives need IoU >= this")
+    overlap_neg: float = opt(0.5, "negatives need IoU <= this")
+    sampler_pos: str = opt("uniform", "positive sampler: gaussian | uniform (py-MDNet pretraining: uniform)")
+    trans_pos: float = opt(0.1, "positive sampler translation (x mean(w, h))")
+    scale_pos: float = opt(1.3, "positive sampler scale factor")
+    sampler_neg: str = opt("uniform", "negative sampler around the target: gaussian | uniform")
+    trans_neg: float = opt(2.0, "negative sampler translation")
+    scale_neg: float = opt(1.6, "negative sampler scale factor (also the whole-image negatives')")
+    neg_whole_fraction: float = opt(0.0, "fraction of negatives drawn anywhere in the image (py-MDNet pretraining: 0; its tracker's first frame: half)")
+    min_box_size: float = opt(10.0, "every sampled box keeps sides of at least this many pixels (py-MDNet: 10)")
 
 
 @dataclass(frozen=True)
@@ -118,8 +125,8 @@ class ValConfig:
     frames_per_domain: int = opt(2, "held-out frames scored per domain (the same frames every time)")
     max_domains: int = opt(0, "validate only the first N domains (0 = all)")
     candidates: int = opt(64, "gaussian candidates per frame (tracking-like search) for TrackTopKAcc")
-    cand_trans: float = opt(0.6, "candidate translation (the tracker's default)")
-    cand_scale: float = opt(1.05, "candidate scale factor (the tracker's default)")
+    trans_cand: float = opt(0.6, "candidate translation (the tracker's default)")
+    scale_cand: float = opt(1.05, "candidate scale factor (the tracker's default)")
     topk: int = opt(5, "k of TrackTopKAcc (the tracker averages its top 5 candidates)")
 
 
@@ -176,6 +183,10 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     need(cfg.sampling.frames >= 1, "sampling.frames", "must be >= 1")
     need(cfg.sampling.pos >= 1 and cfg.sampling.neg >= 1, "sampling.pos/neg", "must be >= 1")
     need(0.0 <= cfg.sampling.neg_whole_fraction <= 1.0, "sampling.neg_whole_fraction", "must be in [0, 1]")
+    for key in ("sampler_pos", "sampler_neg"):
+        need(getattr(cfg.sampling, key) in ("gaussian", "uniform"), f"sampling.{key}",
+             f"{getattr(cfg.sampling, key)!r} is not one of gaussian, uniform")
+    need(cfg.sampling.min_box_size > 0, "sampling.min_box_size", "must be > 0")
     if cfg.mining.enabled:
         need(cfg.mining.pool >= cfg.sampling.neg, "mining.pool",
              f"{cfg.mining.pool} must be >= sampling.neg ({cfg.sampling.neg})")

@@ -132,15 +132,6 @@ def allreduce_sum_np(values: np.ndarray, name: str) -> np.ndarray:
     return t.asnumpy()
 
 
-def allgather_np(values: np.ndarray, name: str) -> np.ndarray:
-    """Stack every rank's equally shaped float64 vector: (world size, len)."""
-    values = np.asarray(values, dtype=np.float64).reshape(1, -1)
-    if _hvd is None:
-        return values.copy()
-    t = _hvd.allgather(mx.nd.array(values, dtype=np.float64), name=name)  # Horovod: gather
-    return t.asnumpy()
-
-
 def barrier(name: str = "barrier") -> None:
     """Wait until every rank got here (a tiny allreduce; Horovod's MXNet API has no barrier)."""
     if _hvd is not None:

@@ -35,7 +35,6 @@ class Domain:
     val_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     image_size: tuple = (0, 0)
     outlier_counts: dict = field(default_factory=dict)
-    prepared: bool = False
 
     @property
     def train_hint(self) -> int:
@@ -107,7 +106,6 @@ def prepare_domain(domain: Domain, outlier_cfg, log=None) -> Domain:
     domain.train_frames = idx[(idx < domain.split) & ~bad]
     domain.val_frames = idx[(idx >= domain.split) & ~bad]
     domain.outlier_counts = counts
-    domain.prepared = True
     if log:
         log(describe_counts(domain.name, counts, len(seq))
             + f"; {len(domain.train_frames)} train / {len(domain.val_frames)} held-out")

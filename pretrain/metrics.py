@@ -33,6 +33,8 @@ import math
 
 import numpy as np
 
+from online.head import mdnet_loss_np
+
 # Order of the counter vector that is allreduced; never reorder within a run.
 COUNTERS = ("loss_sum", "loss_n", "tp", "fp", "fn", "tn", "topk_sum", "topk_frames",
             "pos_correct", "pos_n", "neg_correct", "neg_n", "samples")
@@ -45,14 +47,6 @@ def zeros() -> np.ndarray:
 
 def _ix(name: str) -> int:
     return COUNTERS.index(name)
-
-
-def softmax_xent(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-sample cross-entropy of 2-way raw scores (N,2) against labels 0/1 (numerically stable)."""
-    s = np.asarray(scores, dtype=np.float64)
-    m = s.max(axis=1, keepdims=True)
-    logz = m[:, 0] + np.log(np.exp(s - m).sum(axis=1))
-    return logz - s[np.arange(len(s)), np.asarray(labels, dtype=np.int64)]
 
 
 def topk_hits(pos_score: np.ndarray, is_true: np.ndarray, frame: np.ndarray, k: int) -> tuple[float, int]:
@@ -93,7 +87,7 @@ def count(scores: np.ndarray, label: np.ndarray, frame: np.ndarray, k: int,
     pos, neg = label == 1, label == 0
     c = zeros()
     if in_loss.any():
-        c[_ix("loss_sum")] = softmax_xent(scores[in_loss], label[in_loss]).sum()
+        c[_ix("loss_sum")] = mdnet_loss_np(scores[in_loss], label[in_loss]).sum()
         c[_ix("loss_n")] = in_loss.sum()
     c[_ix("tp")] = (pred_pos & pos).sum()
     c[_ix("fp")] = (pred_pos & neg).sum()

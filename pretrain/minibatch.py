@@ -1,13 +1,12 @@
-"""Stage two and three of the data path: a step's frames and boxes, then labelled crops; and mining.
+"""Stage two and three of the data path: a step's frames and boxes, then labelled crops.
 
 One step = one domain, `sampling.frames` frames (8) drawn from its training frames, and per frame
-(py-MDNet's pretraining samplers):
-- positives: gaussian around the ground truth (trans 0.1, scale 1.2), IoU >= 0.7;
-- negatives: IoU <= 0.5, half uniform around the target (trans 1, scale 1.2), half anywhere in
-  the image (`whole`, scale 1.2).
+boxes from online/sampling.py (defaults: py-MDNet's pretraining samplers, see SamplingConfig):
+- positives: IoU >= 0.7 with the ground truth (uniform, trans 0.1, scale 1.3);
+- negatives: IoU <= 0.5 (uniform, trans 2, scale 1.6; optionally a fraction anywhere in the image).
 With hard mining on, the negatives drawn are the POOL (`mining.pool`, 1024 per step); the network
-scores them in the main thread and `select_hardest` keeps the `sampling.neg` (96) with the highest
-positive score. Mining needs the current weights, so workers can only prepare the pool.
+scores them in the main thread and online.mining.select_hardest keeps the `sampling.neg` (96) with
+the highest positive score. Mining needs the current weights, so workers can only prepare the pool.
 
 Counts are split over the frames as evenly as possible (32 positives over 8 frames: 4 each). A
 frame where the IoU band cannot be filled (tiny images) is topped up by repeating its own samples,
@@ -26,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from online.boxes import SamplerSpec, iou, sample_boxes, sample_by_iou
+from online.boxes import iou
 from online.crops import crop_regions
+from online.sampling import SamplerSpec, sample_boxes, sample_by_iou
 
 
 @dataclass
@@ -69,31 +69,31 @@ def _fill(rng: np.random.Generator, boxes: np.ndarray, n: int, fallback) -> np.n
 
 
 def positive_boxes(rng, box, image_size, n: int, s) -> np.ndarray:
-    """n positives (IoU >= s.pos_iou) around `box`; `s` is a SamplingConfig."""
+    """n positives (IoU >= s.overlap_pos) around `box`; `s` is a SamplingConfig."""
     if n <= 0:
         return np.zeros((0, 4))
-    spec = SamplerSpec("gaussian", trans=s.pos_trans, scale=s.pos_scale)
-    found = sample_by_iou(rng, spec, box, image_size, n, (s.pos_iou, 1.0))
+    spec = SamplerSpec(s.sampler_pos, trans=s.trans_pos, scale=s.scale_pos, min_size=s.min_box_size)
+    found = sample_by_iou(rng, spec, box, image_size, n, (s.overlap_pos, 1.0))
     return _fill(rng, found, n, box)  # the ground truth itself is the positive of last resort
 
 
 def negative_boxes(rng, box, image_size, n: int, s) -> np.ndarray:
-    """n negatives (IoU <= s.neg_iou): uniform around `box` and anywhere in the image."""
+    """n negatives (IoU <= s.overlap_neg): around `box`, and a fraction anywhere in the image."""
     if n <= 0:
         return np.zeros((0, 4))
     n_whole = int(round(n * s.neg_whole_fraction))
-    n_uniform = n - n_whole
+    n_near = n - n_whole
+    whole = SamplerSpec("whole", scale=s.scale_neg, min_size=s.min_box_size)
     parts = []
-    if n_uniform:
-        spec = SamplerSpec("uniform", trans=s.neg_trans, scale=s.neg_scale)
-        parts.append(sample_by_iou(rng, spec, box, image_size, n_uniform, (0.0, s.neg_iou)))
+    if n_near:
+        spec = SamplerSpec(s.sampler_neg, trans=s.trans_neg, scale=s.scale_neg, min_size=s.min_box_size)
+        parts.append(sample_by_iou(rng, spec, box, image_size, n_near, (0.0, s.overlap_neg)))
     if n_whole:
-        spec = SamplerSpec("whole", scale=s.neg_scale)
-        parts.append(sample_by_iou(rng, spec, box, image_size, n_whole, (0.0, s.neg_iou)))
+        parts.append(sample_by_iou(rng, whole, box, image_size, n_whole, (0.0, s.overlap_neg)))
     found = np.concatenate(parts, axis=0)
     if len(found) == 0:
         # Nothing in the band (target fills the image): the least-overlapping whole-image boxes.
-        cand = sample_boxes(rng, SamplerSpec("whole", scale=s.neg_scale), box, image_size, 4 * n)
+        cand = sample_boxes(rng, whole, box, image_size, 4 * n)
         found = cand[np.argsort(iou(cand, box), kind="stable")[:n]]
     return _fill(rng, found, n, found)
 
@@ -132,19 +132,6 @@ def prepare_step(domain, step: int, rng: np.random.Generator, sampling, n_neg: i
                      neg=neg, neg_frame=neg_frame, prep_s=time.perf_counter() - t0)
 
 
-def select_hardest(pos_scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest positive scores, highest first (ties: the lower index first).
-
-    Hard negatives are the negatives the current network most wants to call target; py-MDNet
-    ranks by the raw fc6 positive output, and so do we.
-    """
-    pos_scores = np.asarray(pos_scores).reshape(-1)
-    if k > len(pos_scores):
-        raise ValueError(f"cannot keep {k} hardest of {len(pos_scores)} negatives")
-    # Stable sort on the negated score: equal scores keep their pool order.
-    return np.argsort(-pos_scores, kind="stable")[:k]
-
-
 @dataclass
 class ValSamples:
     """Held-out samples of one domain: sampled pos/neg (loss, accuracies) and tracker-like candidates."""
@@ -164,7 +151,7 @@ def validation_samples(domain, rng, sampling, val, spec) -> ValSamples | None:
     frames = frames[np.linspace(0, len(frames) - 1, nf).round().astype(int)]
     n_pos = split_evenly(sampling.pos, nf)
     n_neg = split_evenly(sampling.neg, nf)
-    cand_spec = SamplerSpec("gaussian", trans=val.cand_trans, scale=val.cand_scale)
+    cand_spec = SamplerSpec("gaussian", trans=val.trans_cand, scale=val.scale_cand, min_size=sampling.min_box_size)
     crops, label, kind, slot = [], [], [], []
     seq = domain.sequence
     for k, f in enumerate(frames):
@@ -175,7 +162,7 @@ def validation_samples(domain, rng, sampling, val, spec) -> ValSamples | None:
         nb = negative_boxes(rng, box, size, int(n_neg[k]), sampling)
         cb = sample_boxes(rng, cand_spec, box, size, val.candidates)
         r = iou(cb, box)
-        cl = np.where(r >= sampling.pos_iou, 1, np.where(r <= sampling.neg_iou, 0, -1))
+        cl = np.where(r >= sampling.overlap_pos, 1, np.where(r <= sampling.overlap_neg, 0, -1))
         boxes = np.concatenate([pb, nb, cb], axis=0)
         out = np.empty((len(boxes), 3, spec.input_size, spec.input_size), np.uint8)
         crop_u8(image, boxes, spec, out)

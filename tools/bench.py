@@ -20,7 +20,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 
 
 def _widths(text: str) -> tuple:
@@ -61,6 +60,7 @@ def bench_track(args) -> int:
     from online.metrics import summarize
     from online.network import NetSpec
     from online.readers import read_sequence
+    from online.track_loop import track_sequence
     from online.tracker import MultiTracker
     from online.tracker_config import TrackerConfig
     from online.weights import build_trunk
@@ -86,32 +86,18 @@ def bench_track(args) -> int:
     try:
         seq = read_sequence(seq_dir)
         n = min(args.frames, len(seq))
-        first = seq.frame(0)
         # Extra targets: the first box shifted by a few pixels (same size), so candidate batches grow.
-        size = (first.shape[1], first.shape[0])
         box0 = seq.boxes[0]
-        inits = [box0 + np.array([4.0 * k, 3.0 * k, 0, 0]) for k in range(args.targets)]
-        tracker = MultiTracker(trunk, cfg, ctx, seed=args.seed)
-        t0 = time.perf_counter()
-        tracker.initialize(first, np.array(inits))
-        first_s = time.perf_counter() - t0
-        net0 = tracker.net_s
-        parts0 = tracker.timer.snapshot()
-        out = [box0]
-        decode = total = 0.0
-        for i in range(1, n):
-            t0 = time.perf_counter()
-            image = seq.frame(i)
-            t1 = time.perf_counter()
-            out.append(tracker.track(image)[0].box)
-            decode += t1 - t0
-            total += time.perf_counter() - t1
+        inits = np.array([box0 + np.array([4.0 * k, 3.0 * k, 0, 0]) for k in range(args.targets)])
+        run = track_sequence(MultiTracker(trunk, cfg, ctx, seed=args.seed), seq, inits, n)
+        size = seq.frame(0).shape[1::-1]
     finally:
         if tmp is not None:
             tmp.cleanup()
-    net = tracker.net_s - net0
     per = n - 1
-    parts = {k: (v - parts0.get(k, 0.0)) / per for k, v in tracker.timer.snapshot().items() if k != "net_s"}
+    total = float(run.track_s[1:].sum())
+    net = run.net_s - run.first_frame_net_s
+    parts = {k: v / per for k, v in run.parts_s.items()}
     result = {
         "sequence": str(seq_dir) if args.sequence else f"synthetic 320x240 (tools.synth seed {args.seed})",
         "image_size": list(size),
@@ -120,20 +106,20 @@ def bench_track(args) -> int:
         "weights": args.weights,
         "widths": list(trunk.spec.conv_channels) + [trunk.spec.fc_width],
         "device": str(ctx),
-        "first_frame_s": first_s,
-        "first_frame_net_s": net0,
+        "first_frame_s": run.first_frame_s,
+        "first_frame_net_s": run.first_frame_net_s,
         "total_s_per_frame": total / per,
         "net_s_per_frame": net / per,
         "overhead_ratio": total / net if net > 0 else float("nan"),
         "fps": per / total,
-        "decode_s_per_frame": decode / per,
+        "decode_s_per_frame": float(run.decode_s[1:].sum()) / per,
         "parts_s_per_frame": parts,
         "config_overrides": list(args.overrides),
         "mxnet": mx.__version__,
         "cpu_count": os.cpu_count(),
     }
     if seq.has_groundtruth and not seq.absent[0]:
-        result.update({k: v for k, v in summarize(np.array(out), seq.boxes[:n], seq.absent[:n]).items()})
+        result.update(summarize(run.boxes[:, 0], seq.boxes[:n], seq.absent[:n]))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

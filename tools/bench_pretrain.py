@@ -7,7 +7,7 @@ Each world size is a real `horovodrun -np N` job (Gloo) of `mdnet-pretrain` with
 per rank (OMP_NUM_THREADS, and each rank pinned to its own cores so a rank's data thread competes
 with its own compute, as it would on a full node); validation is off and one checkpoint is written
 at the end. Every rank times each step; the first steps (graph and allocation warm-up) are left
-out; means are over all rank-steps (pretrain/loop.py `finish`):
+out; means are over all rank-steps (pretrain/hooks.py `Timing`):
 
 - samples_per_s_per_rank_N: training samples (sampling.pos + sampling.neg per step) per second per
   rank with N ranks;

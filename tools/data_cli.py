@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
-
-from online.readers import check_frames, find_sequences, load
+from online.readers import check_frames, find_sequences, load, registry
 from online.sequence import DataError
 
 
@@ -116,22 +116,36 @@ def _cmd_synth(args, out) -> int:
     return 0
 
 
+def _formats_help() -> str:
+    # Generated from the reader registry, so a new format shows up here without editing this file.
+    fmts = registry.formats()
+    text = "formats, in detection order:\n" + registry.describe(f for f in fmts if not f.needs_init_box)
+    no_gt = [f for f in fmts if f.needs_init_box]
+    if no_gt:
+        text += ("\n\nread only with an initial box (mdnet-track --init), never found by index:\n"
+                 + registry.describe(no_gt))
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mdnet-data",
         description="Inspect tracking datasets and write synthetic sequences.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # Raw formatting keeps the format table's lines; the prose is wrapped here instead.
     pi = sub.add_parser(
         "index", help="list the sequences found under dataset roots",
-        description="Find every sequence under each ROOT (a sequence folder; a benchmark root "
-                    "such as OTB, DTB70, UAV123, LaSOT, or a folder of such roots; a VOT or "
-                    "GOT-10k root with list.txt; an ImageNet-VID root with Annotations/VID) and "
-                    "print, per sequence: name, format, frame files on disk, annotated frames "
-                    "(usable box), absent frames, and problems noticed while reading. The first "
-                    "and last frame of each sequence are decoded as a check. Exit status: 0 all "
-                    "good, 1 some sequences have errors (listed), 2 a root is missing or holds "
-                    "no sequences.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Find every sequence under each ROOT (a sequence folder; a benchmark root such as "
+            "OTB, DTB70, UAV123, LaSOT, or a folder of such roots; a VOT or GOT-10k root with "
+            "list.txt; an ImageNet-VID root with Annotations/VID) and print, per sequence: name, "
+            "format, frame files on disk, annotated frames (usable box), absent frames, and "
+            "problems noticed while reading. The first and last frame of each sequence are "
+            "decoded as a check. Exit status: 0 all good, 1 some sequences have errors (listed), "
+            "2 a root is missing or holds no sequences.", width=88),
+        epilog=_formats_help())
     pi.add_argument("roots", nargs="+", metavar="ROOT", help="dataset root or sequence folder")
     pi.add_argument("--json", action="store_true",
                     help="print a JSON list with, per sequence: name, format, path, frames, "

@@ -29,14 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def spec_from_meta(meta: dict):
-    from online.network import NetSpec
-    s = meta["spec"]
-    return NetSpec(conv_channels=tuple(meta["model"]["conv_channels"]), fc_width=int(meta["model"]["fc_width"]),
-                   input_size=int(s["input_size"]), padding=int(s["padding"]), mean=float(s["mean"]),
-                   dropout=float(s["dropout"]), lrn=tuple(s["lrn"]))
-
-
 def export(checkpoint, out, random_init: int | None = None) -> dict:
     """Write the weight file; returns the provenance written."""
     from online.network import Trunk, init_trunk
@@ -45,13 +37,13 @@ def export(checkpoint, out, random_init: int | None = None) -> dict:
 
     ckpt_dir = ckpt.find_latest(checkpoint)
     meta = ckpt.read_meta(ckpt_dir)
-    spec = spec_from_meta(meta)
+    spec = meta.net_spec()
     provenance = {
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "checkpoint": str(Path(ckpt_dir).resolve()),
-        "steps": meta["step"], "cycles": meta["cycle"], "world_size": meta["world_size"],
-        "datasets": meta["datasets"], "domains": len(meta["domains"]), "seed": meta["seed"],
-        "config": meta["config"],
+        "steps": meta.step, "cycles": meta.cycle, "world_size": meta.world_size,
+        "datasets": meta.datasets, "domains": len(meta.domains), "seed": meta.seed,
+        "config": meta.config,
     }
     if random_init is None:
         params, _ = ckpt.read_shared(ckpt_dir)

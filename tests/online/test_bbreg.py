@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from online.bbreg import BBRegressor, apply_targets, box_targets
-from online.boxes import SamplerSpec, iou, sample_by_iou
+from online.boxes import iou
+from online.sampling import SamplerSpec, sample_by_iou
 
 
 def test_targets_round_trip():

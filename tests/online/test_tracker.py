@@ -217,3 +217,55 @@ def test_bench_track_reports_timings(capsys):
     assert report["frames"] == 3 and report["widths"] == [16, 32, 64, 64] and report["targets"] == 2
     assert 0 < report["net_s_per_frame"] <= report["total_s_per_frame"]
     assert report["overhead_ratio"] >= 1.0
+
+
+def _edge_sequence(tmp_path, edge: str, frames: int = 6):
+    """An OTB-layout sequence whose target starts half outside the image at `edge` and moves
+    slowly inwards; the ground truth is the whole target box, as VOT writes it (past the border)."""
+    import cv2
+
+    W, H, w, h = 160, 120, 40, 32
+    rng = np.random.default_rng(5)
+    background = cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), (0, 0), 3)
+    pattern = np.zeros((h, w, 3), np.uint8)
+    pattern[::8] = (255, 40, 40)
+    pattern[:, ::8] = (40, 40, 255)
+    pattern[h // 4:3 * h // 4, w // 4:3 * w // 4] = (250, 250, 40)
+    start = {"left": (-w / 2, 44.0), "right": (W - w / 2, 44.0), "top": (60.0, -h / 2), "bottom": (60.0, H - h / 2)}[edge]
+    step = {"left": (1.5, 0.0), "right": (-1.5, 0.0), "top": (0.0, 1.5), "bottom": (0.0, -1.5)}[edge]
+    seq = tmp_path / f"edge_{edge}"
+    (seq / "img").mkdir(parents=True)
+    gt = []
+    for i in range(frames):
+        x, y = start[0] + step[0] * i, start[1] + step[1] * i
+        canvas = np.zeros((H + 2 * h, W + 2 * w, 3), np.uint8)
+        canvas[h:h + H, w:w + W] = background
+        xi, yi = int(round(x)) + w, int(round(y)) + h
+        canvas[yi:yi + h, xi:xi + w] = pattern
+        cv2.imwrite(str(seq / "img" / f"{i + 1:04d}.jpg"), cv2.cvtColor(canvas[h:h + H, w:w + W], cv2.COLOR_RGB2BGR))
+        gt.append(f"{round(x)},{round(y)},{w},{h}")
+    (seq / "groundtruth_rect.txt").write_text("\n".join(gt) + "\n")
+    return seq
+
+
+@pytest.mark.parametrize("edge", ["left", "right", "top", "bottom"])
+def test_target_half_outside_the_first_frame_initialises_and_tracks(tmp_path, edge):
+    """MDNet keeps sample centres in the image, boxes may cross the border: a target half out of
+    frame gets its 500 positives (the old whole-box clamp raised 'no first-frame pos samples'), the
+    candidates reach past the border, and the tracker follows it."""
+    from online.track_loop import track_sequence
+
+    seq = read_sequence(_edge_sequence(tmp_path, edge))
+    trunk, _ = build_trunk("random:0", spec=NetSpec(conv_channels=(16, 32, 64), fc_width=64))
+    cfg = TrackerConfig()  # the reference config: FAST's 5 first-frame iterations are too few here
+    tracker = MultiTracker(trunk, cfg, seed=0)
+    run = track_sequence(tracker, seq)
+    target = tracker.targets[0]
+    assert target.pos_first.shape[0] == cfg.n_pos_init  # the IoU band filled completely
+    ious = summarize(run.boxes[:, 0], seq.boxes, seq.absent)
+    assert ious["mean_iou"] > 0.6, ious
+    size = (seq.frame(0).shape[1], seq.frame(0).shape[0])
+    cands = target.candidates(size)
+    past = {"left": cands[:, 0] < 0, "right": cands[:, 0] + cands[:, 2] > size[0],
+            "top": cands[:, 1] < 0, "bottom": cands[:, 1] + cands[:, 3] > size[1]}[edge]
+    assert past.any()  # candidates reach past the border

@@ -10,6 +10,11 @@ import pytest
 from pretrain import checkpoint as ckpt
 
 
+def _meta(step: int, world: int = 2) -> ckpt.CheckpointMeta:
+    return ckpt.CheckpointMeta(step=step, world_size=world, steps_per_cycle=4, total_steps=40, domains=["seq00"],
+                               shards={}, datasets=[], spec={}, seed=0, config={})
+
+
 def _write(run: Path, step: int, world: int = 2, complete: bool = True):
     d = run / ckpt.CKPT_DIR / ckpt.ckpt_name(step)
     d.mkdir(parents=True, exist_ok=True)
@@ -21,8 +26,7 @@ def _write(run: Path, step: int, world: int = 2, complete: bool = True):
                                    "momentum_bias": np.ones(2, np.float32)} for k in range(2)}
         ckpt.write_branches(d, r, branches, step, {"counters": np.arange(3.0) + r, "epoch_time_s": 1.5})
     if complete:
-        files = [ckpt.SHARED] + [ckpt.branch_file(r) for r in range(world)]
-        ckpt.write_meta(run, step, {"files": files, "branch_files": files[1:], "world_size": world})
+        ckpt.write_meta(run, _meta(step, world))
     return d
 
 
@@ -83,8 +87,7 @@ def test_meta_refuses_missing_files(tmp_path):
     d = _write(tmp_path, 10, complete=False)
     os.remove(d / ckpt.branch_file(1))  # one rank never finished
     with pytest.raises(ckpt.CheckpointError, match="missing"):
-        ckpt.write_meta(tmp_path, 10, {"files": [ckpt.SHARED, ckpt.branch_file(0), ckpt.branch_file(1)],
-                                       "branch_files": []})
+        ckpt.write_meta(tmp_path, _meta(10, world=2))
     assert not (d / ckpt.META).exists()
 
 
@@ -103,6 +106,20 @@ def test_files_are_plain_hdf5_and_json(tmp_path):
     d = _write(tmp_path, 10)
     meta = json.loads((d / ckpt.META).read_text())
     assert meta["step"] == 10 and meta["format"] == ckpt.FORMAT
+    assert ckpt.read_meta(d) == ckpt.CheckpointMeta.from_json((d / ckpt.META).read_text(), "x")
+    assert ckpt.read_meta(d).step == 10 and ckpt.read_meta(d).files == [ckpt.SHARED] + [ckpt.branch_file(r) for r in (0, 1)]
+
+
+def test_meta_errors_name_the_problem(tmp_path):
+    d = _write(tmp_path, 10)
+    (d / ckpt.META).write_text("{not json")
+    with pytest.raises(ckpt.CheckpointError, match="not valid JSON"):
+        ckpt.read_meta(d)
+    raw = json.loads(_meta(10).to_json())
+    del raw["step"]
+    (d / ckpt.META).write_text(json.dumps(raw))
+    with pytest.raises(ckpt.CheckpointError, match=r"missing keys \['step'\]"):
+        ckpt.read_meta(d)
     with h5py.File(d / ckpt.branch_file(0), "r") as f:
         # Strings as HDF5 strings, arrays as float32 datasets: nothing object-typed / pickled.
         for key in ("weight", "bias", "momentum_weight", "momentum_bias"):

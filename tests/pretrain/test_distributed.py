@@ -84,7 +84,7 @@ def test_resume_on_another_number_of_ranks(straight, tmp_path, run_pretrain):
     assert "step 4 of 2 rank(s)) -> starting at step 8 of 12 on 1 rank(s)" in proc.stdout
     final = ckpt.find_latest(run)
     meta = ckpt.read_meta(final)
-    assert meta["world_size"] == 1 and meta["step"] == 12
+    assert meta.world_size == 1 and meta.step == 12
     branches, _ = ckpt.read_branches(final)
     assert len(branches) == 6
     dump = _dump(run, 0)

@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 
 from online.boxes import iou
+from online.mining import select_hardest
 from online.network import NetSpec
 from online.sequence import ImageFiles, Sequence
 from pretrain.config import SamplingConfig, ValConfig
 from pretrain.domains import Domain
-from pretrain.minibatch import (negative_boxes, pick_frames, positive_boxes, prepare_step, select_hardest,
+from pretrain.minibatch import (negative_boxes, pick_frames, positive_boxes, prepare_step,
                                 split_evenly, validation_samples)
 
 
@@ -49,8 +50,8 @@ def test_samples_respect_iou_bands(box):
     pos = positive_boxes(rng, box, (192, 144), 32, s)
     neg = negative_boxes(rng, box, (192, 144), 128, s)
     assert pos.shape == (32, 4) and neg.shape == (128, 4)
-    assert iou(pos, box).min() >= s.pos_iou
-    assert iou(neg, box).max() <= s.neg_iou
+    assert iou(pos, box).min() >= s.overlap_pos
+    assert iou(neg, box).max() <= s.overlap_neg
 
 
 class _Frames:
@@ -69,7 +70,7 @@ def _domain(n=20):
     boxes = np.tile([30.0, 20.0, 40.0, 30.0], (n, 1))
     seq = Sequence(name="toy", frames=_Frames(n), boxes=boxes, absent=np.zeros(n, bool))
     return Domain(index=0, name="toy", sequence=seq, split=16, train_frames=np.arange(16),
-                  val_frames=np.arange(16, 20), image_size=(120, 90), prepared=True)
+                  val_frames=np.arange(16, 20), image_size=(120, 90))
 
 
 def test_prepare_step_shapes_and_determinism():

@@ -19,13 +19,9 @@ def _checkpoint(run, step=6, complete=True):
     ckpt.write_shared(d, params, {k: np.zeros_like(v) for k, v in params.items()}, step)
     ckpt.write_branches(d, 0, {}, step, {})
     if complete:
-        ckpt.write_meta(run, step, {
-            "files": [ckpt.SHARED, ckpt.branch_file(0)], "branch_files": [ckpt.branch_file(0)],
-            "world_size": 2, "steps_per_cycle": 3, "cycle": step / 3, "domains": ["a", "b"],
-            "datasets": ["data/x"], "seed": 5, "config": {"seed": 5, "train": {"cycles": 2}},
-            "model": {"conv_channels": list(SPEC.conv_channels), "fc_width": SPEC.fc_width},
-            "spec": {"input_size": SPEC.input_size, "padding": SPEC.padding, "mean": SPEC.mean,
-                     "dropout": SPEC.dropout, "lrn": list(SPEC.lrn)}})
+        ckpt.write_meta(run, ckpt.CheckpointMeta(
+            step=step, world_size=1, steps_per_cycle=3, total_steps=6, domains=["a", "b"], shards={},
+            datasets=["data/x"], spec=SPEC.to_dict(), seed=5, config={"seed": 5, "train": {"cycles": 2}}))
     return d, params
 
 

@@ -1,0 +1,313 @@
+"""The pretraining job on one rank: setup (data, shards, model, optimizers, restore), the thin
+training step, and the loop that calls the hooks (pretrain/hooks.py) between steps.
+
+`run_step`: batch -> mine -> forward/backward -> allreduce -> clip -> update, returning a small
+`StepStats`. Logging, epoch metrics, validation, checkpoints and timing are hooks; which
+collectives each issues, and in which order, is declared there and printed at start.
+
+Collectives, in the order every rank issues them (Horovod needs the same sequence everywhere):
+setup: one allreduce of outlier counts, then broadcasts of the shared weights and momentum;
+each step: one allreduce of the shared gradients; then the hooks' (see `describe_collectives`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+
+from online.config import config_to_dict
+from online.head import mdnet_loss
+from online.mining import select_hardest
+from online.sequence import DataError
+from pretrain import checkpoint as ckpt
+from pretrain import distributed as dist
+from pretrain import hooks as H
+from pretrain.domains import find_domains, prepare_domain
+from pretrain.minibatch import prepare_step
+from pretrain.model import MultiDomainNet, to_input
+from pretrain.optim import (branch_trainer, get_momentum, lr_factor, set_momentum, shared_trainer,
+                            world_lr_scale)
+from pretrain.outliers import RULES, describe_counts
+from pretrain.prefetch import Prefetcher
+from pretrain.sharding import StepPlanner, describe_shards, shard_domains, steps_per_cycle
+
+# Streams of the per-step generators: default_rng([seed, rank, step, STREAM]).
+_DATA_STREAM, _DROPOUT_STREAM = 1, 2
+
+
+def step_seed(seed: int, rank: int, step: int, stream: int) -> int:
+    """A 31-bit seed for MXNet's RNG derived from (seed, rank, step, stream)."""
+    return int(np.random.SeedSequence([seed, rank, step, stream]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def device_for(kind: str, world: dist.World):
+    """One device per rank: GPU local_rank when there are GPUs (and not told cpu), else the CPU."""
+    gpus = mx.context.num_gpus()
+    if kind == "gpu" and gpus == 0:
+        raise ValueError("runtime.device=gpu but MXNet sees no GPU (is mxnet-cu112 installed?)")
+    if kind == "gpu" or (kind == "auto" and gpus > 0):
+        return mx.gpu(world.local_rank % gpus)  # Horovod: pin one GPU per local rank
+    return mx.cpu()
+
+
+@dataclass
+class StepStats:
+    """What one step returns: its numbers for the hooks. Times in seconds."""
+    step_done: int  # steps completed after this one (= step index + 1)
+    domain: int
+    lr: float
+    grad_norm: float  # shared gradient norm before clipping (allreduced, identical on all ranks)
+    scores: np.ndarray  # (N, 2) training-mode fc6 outputs of the minibatch
+    labels: np.ndarray  # (N,) 1 positive, 0 negative
+    frames: np.ndarray  # (N,) frame slot of each sample (TrackTopKAcc)
+    step_s: float
+    data_wait_s: float  # blocked waiting for the prefetched batch
+    mining_s: float
+    net_s: float  # forward/backward + allreduce + update
+    allreduce_update_s: float
+    prep_worker_s: float  # worker time that made the batch (hidden when data_wait_s ~ 0)
+
+
+class Pretrainer:
+    def __init__(self, cfg, world: dist.World, out_dir: Path, log: logging.Logger, resume_from=None):
+        self.cfg, self.world, self.out, self.log = cfg, world, Path(out_dir), log
+        self.resume_from = resume_from
+        self.spec = cfg.model.spec()
+        self.ctx = device_for(cfg.runtime.device, world)
+        self.n_neg_prepared = cfg.mining.pool if cfg.mining.enabled else cfg.sampling.neg
+        self.metrics_state = {}  # epoch counters restored from a checkpoint (rank 0)
+        self.start_step = 0
+        self.step = 0
+        self.hooks: list = []
+
+    # ======================================================================== setup
+
+    def info(self, msg: str) -> None:
+        if self.world.is_main:
+            self.log.info(msg)
+
+    def setup(self) -> None:
+        cfg, world = self.cfg, self.world
+        domains = find_domains(cfg.data, log=self.info)
+        small = [d for d in domains if d.train_hint < cfg.data.min_train_frames]
+        for d in small:
+            self.info(f"data: dropping {d.name}: {d.train_hint} annotated training frames "
+                      f"(< data.min_train_frames={cfg.data.min_train_frames})")
+        domains = [d for d in domains if d.train_hint >= cfg.data.min_train_frames]
+        for i, d in enumerate(domains):
+            d.index = i  # re-index after dropping: branch names and shards use 0..K-1
+        self.domains = domains
+        sizes = [d.train_hint for d in domains]
+        # Horovod: shard the domains; every rank computes the same assignment locally.
+        self.shards = shard_domains(sizes, world.size)
+        self.steps_per_cycle = steps_per_cycle(self.shards)
+        self.total_steps = cfg.train.cycles * self.steps_per_cycle
+        self.owned = self.shards[world.rank]
+        self.info(f"sharding: {len(domains)} domains over {world.size} rank(s) (largest first, by "
+                  f"annotated training frames); {self.steps_per_cycle} steps per cycle on every rank, "
+                  f"{self.total_steps} steps for {cfg.train.cycles} cycles")
+        for line in describe_shards(self.shards, [d.name for d in domains], sizes):
+            self.info("sharding: " + line)
+
+        # Outlier filter on the owned domains; per-sequence counts are summed to rank 0 for the log.
+        counts = np.zeros((len(domains), len(RULES)))
+        for i in self.owned:
+            prepare_domain(domains[i], cfg.outliers)
+            counts[i] = [domains[i].outlier_counts[r] for r in RULES]
+            if len(domains[i].train_frames) == 0:
+                raise DataError(f"{domains[i].name}: no training frame left after the outlier filter; "
+                                f"list it in data.exclude or loosen the outliers.* settings")
+        # Horovod: sum the per-domain counts to every rank (each rank filled only its own domains).
+        counts = dist.allreduce_sum_np(counts.reshape(-1), "setup.outliers").reshape(counts.shape)
+        for i, d in enumerate(domains):
+            self.info("outliers: " + describe_counts(d.name, dict(zip(RULES, counts[i].astype(int))), len(d.sequence)))
+
+        # Model: trunk + this rank's branches.
+        self.model = MultiDomainNet(self.spec, {i: domains[i].name for i in self.owned}, self.ctx)
+        self.model.initialize(cfg.init, cfg.seed, log=self.info)
+        self.model.set_lr_mults(cfg.optim.lr_mult_conv, cfg.optim.lr_mult_fc, cfg.optim.lr_mult_branch)
+        self.shared = self.model.shared_params()
+        self.shared_trainer = shared_trainer(self.shared, cfg.optim)
+        self.branch_trainers = {d: branch_trainer(self.model.branch_params(d), cfg.optim) for d in self.owned}
+        self.lr_scale = world_lr_scale(cfg.optim.lr_scaling, world.size)  # Horovod: scale the shared lr
+        self.info(f"optim: SGD momentum {cfg.optim.momentum}, wd {cfg.optim.weight_decay}, base lr "
+                  f"{cfg.optim.lr:g} (conv x{cfg.optim.lr_mult_conv:g}, fc4-5 x{cfg.optim.lr_mult_fc:g}, "
+                  f"fc6 branches x{cfg.optim.lr_mult_branch:g}); "
+                  f"shared lr x{self.lr_scale:g} (lr_scaling={cfg.optim.lr_scaling}, {world.size} ranks); "
+                  f"clip shared grad norm {cfg.optim.clip_norm:g}; schedule {cfg.schedule.kind}")
+
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
+        # Horovod: every rank starts from rank 0's shared weights (and momentum).
+        dist.broadcast_parameters(self.shared, prefix="shared.")
+        mom = get_momentum(self.shared_trainer)
+        names = sorted(mom)
+        arrays = [mx.nd.array(mom[n], ctx=self.ctx) for n in names]
+        dist.broadcast_(arrays, name="shared.momentum")
+        set_momentum(self.shared_trainer, {n: a.asnumpy() for n, a in zip(names, arrays)}, self.ctx)
+
+        self.planner = StepPlanner(self.owned, self.steps_per_cycle, cfg.seed, world.rank)
+        self.stop_step = self.total_steps
+        if cfg.train.stop_at_step > self.start_step:
+            self.stop_step = min(self.stop_step, cfg.train.stop_at_step)
+        elif cfg.train.stop_at_step > 0:
+            # A resumed run inherits the stopped run's config; a stop point already passed is moot.
+            self.info(f"train.stop_at_step={cfg.train.stop_at_step} is already done (resuming at step "
+                      f"{self.start_step}): running to the end")
+        self.prefetch = Prefetcher(self._make_batch, self.start_step, self.stop_step,
+                                   cfg.data.workers, cfg.data.prefetch)
+
+    def _restore(self, ckpt_dir: Path) -> None:
+        meta = ckpt.read_meta(ckpt_dir)
+        names = [d.name for d in self.domains]
+        saved = meta.domains
+        if saved != names:
+            missing = sorted(set(saved) - set(names))
+            unexpected = sorted(set(names) - set(saved))
+            raise ckpt.CheckpointError(
+                f"{ckpt_dir}: the checkpoint's domains differ from this config's data: missing here "
+                f"{missing[:10] or 'none'}, new here {unexpected[:10] or 'none'}"
+                + ("" if missing or unexpected else " (same names, different order)"))
+        if meta.net_spec() != self.spec:
+            raise ckpt.CheckpointError(f"{ckpt_dir}: saved with network {meta.spec}, the config builds "
+                                       f"{self.spec.to_dict()}")
+        params, momentum = ckpt.read_shared(ckpt_dir)
+        own = self.shared
+        if sorted(params) != sorted(own):
+            raise ckpt.CheckpointError(f"{ckpt_dir}: shared params {sorted(params)} != model {sorted(own)}")
+        for n, p in own.items():
+            p.set_data(mx.nd.array(params[n], ctx=self.ctx))
+        set_momentum(self.shared_trainer, momentum, self.ctx)
+        branches, extras = ckpt.read_branches(ckpt_dir, [self.domains[d].name for d in self.owned])
+        for d in self.owned:
+            b = branches[self.domains[d].name]
+            head = self.model.branches[d]
+            head.weight.set_data(mx.nd.array(b["weight"], ctx=self.ctx))
+            head.bias.set_data(mx.nd.array(b["bias"], ctx=self.ctx))
+            set_momentum(self.branch_trainers[d], {head.weight.name: b["momentum_weight"],
+                                                   head.bias.name: b["momentum_bias"]}, self.ctx)
+        step = meta.step
+        if meta.world_size == self.world.size:
+            self.start_step = step
+        else:
+            # Another world size has another cycle length: continue at the same training progress
+            # (in cycles), which is what the lr schedule is defined on.
+            self.start_step = int(round(meta.cycle * self.steps_per_cycle))
+        # Epoch counters and times are sums over ranks: the saved totals live on rank 0 from now on
+        # (the epoch end divides the summed time by the world size, hence the rescale).
+        if self.world.is_main:
+            self.metrics_state = {"counters": extras["counters"].copy(),
+                                  "epoch_time": float(extras["epoch_time_s"]) * self.world.size / meta.world_size}
+        self.info(f"resume: {ckpt_dir} (step {step} of {meta.world_size} rank(s)) -> starting at step "
+                  f"{self.start_step} of {self.total_steps} on {self.world.size} rank(s)")
+
+    # ======================================================================== data
+
+    def _make_batch(self, step: int):
+        # Runs in a worker thread: a pure function of (seed, rank, step).
+        d = self.planner.domain(step)
+        rng = np.random.default_rng([self.cfg.seed, self.world.rank, step, _DATA_STREAM])
+        return prepare_step(self.domains[d], step, rng, self.cfg.sampling, self.n_neg_prepared, self.spec)
+
+    # ======================================================================== the step
+
+    def set_lr(self, step: int, d: int) -> float:
+        f = lr_factor((step + 1) / self.steps_per_cycle, self.cfg.train.cycles, self.cfg.schedule)
+        lr = self.cfg.optim.lr * f
+        self.shared_trainer.set_learning_rate(lr * self.lr_scale)
+        self.branch_trainers[d].set_learning_rate(lr)
+        return lr
+
+    def run_step(self, step: int) -> StepStats:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        wait0 = self.prefetch.wait_s
+        batch = self.prefetch.get(step)
+        t_wait = self.prefetch.wait_s - wait0
+        d = batch.domain
+
+        # Hard negative mining: score the pool with the current weights in inference mode (no
+        # autograd recording, so dropout is off), keep the hardest.
+        t1 = time.perf_counter()
+        neg, neg_frame = batch.neg, batch.neg_frame
+        if cfg.mining.enabled:
+            hard = select_hardest(self.model.score(batch.neg, d, cfg.mining.batch)[:, 1], cfg.sampling.neg)
+            neg, neg_frame = neg[hard], neg_frame[hard]
+        t2 = time.perf_counter()
+
+        x = to_input(np.concatenate([batch.pos, neg]), self.ctx)
+        labels = np.concatenate([np.ones(len(batch.pos)), np.zeros(len(neg))])
+        lr = self.set_lr(step, d)
+        mx.random.seed(step_seed(cfg.seed, self.world.rank, step, _DROPOUT_STREAM))  # dropout masks
+        with autograd.record():
+            scores = self.model(x, d)
+            loss = mdnet_loss(mx.nd, scores, mx.nd.array(labels, ctx=self.ctx)).mean()
+        loss.backward()
+        mx.nd.waitall()
+        t3 = time.perf_counter()
+        # Horovod: average the shared gradients over ranks (inside SharedTrainer), then clip the
+        # averaged ones only -- identical on every rank, so every rank applies the same update.
+        self.shared_trainer.allreduce_grads()
+        grads = [self.shared[n].grad() for n in sorted(self.shared)]
+        if cfg.optim.clip_norm > 0:
+            gnorm = mx.gluon.utils.clip_global_norm(grads, cfg.optim.clip_norm, check_isfinite=True)
+        else:
+            gnorm = float(np.sqrt(sum(float((g * g).sum().asscalar()) for g in grads)))
+        self.shared_trainer.update(1)  # loss is a mean already
+        self.branch_trainers[d].update(1)  # only the active branch: the others stay untouched
+        out = scores.asnumpy()
+        mx.nd.waitall()
+        t4 = time.perf_counter()
+        return StepStats(step_done=step + 1, domain=d, lr=lr, grad_norm=float(gnorm), scores=out, labels=labels,
+                         frames=np.concatenate([batch.pos_frame, neg_frame]), step_s=t4 - t0, data_wait_s=t_wait,
+                         mining_s=t2 - t1, net_s=t4 - t2, allreduce_update_s=t4 - t3, prep_worker_s=batch.prep_s)
+
+    # ======================================================================== loop
+
+    def default_hooks(self) -> list:
+        """The standard hooks, in the order they run. Collective-issuing hooks are on every rank."""
+        cfg = self.cfg
+        state = self.metrics_state
+        metrics = H.EpochMetrics(state.get("counters"), state.get("epoch_time", 0.0))
+        hooks = [H.ProgressLog(cfg.train.log_every, metrics), metrics,
+                 H.Checkpointer(cfg.checkpoint.every_steps, cfg.checkpoint.keep, metrics), H.Timing()]
+        if cfg.runtime.debug_dump:
+            hooks.append(H.DebugDump())
+        return [h for h in hooks if h.every_rank or self.world.is_main]
+
+    def register_hooks(self, hooks) -> None:
+        self.hooks.extend(hooks)
+
+    def run(self) -> dict:
+        if not self.hooks:
+            self.register_hooks(self.default_hooks())
+        self.info("hooks: " + ", ".join(type(h).__name__ for h in self.hooks)
+                  + " | collectives after each step's gradient allreduce: " + H.describe_collectives(self.hooks))
+        for h in self.hooks:
+            h.before_train(self)
+        self.step = self.start_step
+        try:
+            while self.step < self.stop_step:
+                stats = self.run_step(self.step)
+                self.step += 1
+                for h in self.hooks:
+                    h.after_step(self, stats)
+        finally:
+            self.prefetch.close()
+        for h in self.hooks:
+            h.after_train(self)
+        timing = [h for h in self.hooks if isinstance(h, H.Timing)]
+        return timing[0].result if timing else {}
+
+    def checkpoint_meta(self, step: int) -> ckpt.CheckpointMeta:
+        return ckpt.CheckpointMeta(
+            step=step, world_size=self.world.size, steps_per_cycle=self.steps_per_cycle,
+            total_steps=self.total_steps, domains=[d.name for d in self.domains],
+            shards={str(r): [self.domains[i].name for i in s] for r, s in enumerate(self.shards)},
+            datasets=list(self.cfg.data.roots), spec=self.spec.to_dict(), seed=self.cfg.seed,
+            config=config_to_dict(self.cfg))
