@@ -30,7 +30,8 @@ $(STAMP): pyproject.toml Makefile
 	# MXNet 1.9.1 is the last release and needs numpy<1.24; install it first so every
 	# later package resolves against that numpy.
 	$(PIP) install -q "$(MXNET_PKG)" "numpy<1.24"
-	$(PIP) install -q "opencv-python-headless<4.12" "h5py<3.17" pyyaml pytest "numpy<1.24"
+	# scipy reads MATLAB v5 files (mdnet-import); matplotlib draws the evaluation plots (mdnet-eval).
+	$(PIP) install -q "opencv-python-headless<4.12" "h5py<3.17" pyyaml pytest "scipy<1.16" "matplotlib<3.11" "numpy<1.24"
 	# Horovod must see the installed mxnet while it builds: no build isolation.
 	@if $(PY) -c "import horovod.mxnet" 2>/dev/null; then echo "horovod already built"; else \
 	  HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
