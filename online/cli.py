@@ -4,10 +4,16 @@
     mdnet-track --weights W.h5 /data/OTB                        # every sequence under a root
     mdnet-track --weights W.h5 clip.mp4 --init 10,20,40,60      # a video (or an image folder)
     mdnet-track --weights random:0 --widths 32,64,128,128 SEQ --frames 5   # smoke test
+    mdnet-track --weights W.h5 /data/VOT --protocol vot         # VOT supervised: reset on failure
 
 Writes `OUT_DIR/<sequence>.txt` (one `x,y,w,h` line per frame, the first line the initial box,
 the same convention as the benchmark's ground truth) and `OUT_DIR/mdnet-track.yaml` (resolved
 config, weights provenance, seed, device). Prints one summary line per sequence.
+
+`--protocol vot` (online/track_loop.py): re-initialise from the ground truth 5 frames after every
+failure (IoU 0); the result file is VOT's supervised format (`1` init, `2` failure, `0` skipped,
+else x,y,w,h; pysot and the VOT toolkit read it) plus `<sequence>_time.txt` (seconds per frame);
+accuracy / failures / robustness as online/metrics.py defines them.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 DEFAULT_OUT_DIR = "results"
+PROTOCOLS = ("ope", "vot")  # online.track_loop.PROTOCOLS; a test keeps the two equal
 
 
 def _box_arg(text: str) -> tuple:
@@ -92,9 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", type=int, default=None, metavar="N", help="run on GPU N (default: CPU)")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="track only the first N frames of each sequence (smoke tests)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="ope",
+                   help="ope (default): OTB one-pass, initialised once; vot: VOT supervised, a failure "
+                        "(IoU 0 with the ground truth) is counted and the tracker re-initialised from the "
+                        "ground truth 5 frames later; results in VOT's format (1 init, 2 failure, 0 "
+                        "skipped, else x,y,w,h) plus <sequence>_time.txt; reports accuracy (mean IoU "
+                        "without the 10 frames from every (re)initialisation on), failures, failures per "
+                        "100 frames and fps. Needs ground truth; no --init")
     p.add_argument("--summary-json", default=None, metavar="FILE",
-                   help="also write the per-sequence summaries and their mean over scored sequences "
-                        "(key 'overall': mean_iou, auc, precision20) as JSON")
+                   help="also write the per-sequence summaries and the overall numbers (key 'overall': "
+                        "ope: mean over scored sequences of mean_iou, auc, precision20; vot: accuracy "
+                        "pooled over scored frames, failures, robustness, fps) as JSON")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--verbose", action="store_true",
                      help="print a line per frame (IoU where ground truth exists, score, time)")
@@ -108,6 +123,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if args.frames is not None and args.frames < 1:
         build_parser().error("--frames must be >= 1")
+    if args.protocol == "vot" and args.init:
+        build_parser().error("--protocol vot (re)initialises from the ground truth: --init does not apply")
     return args
 
 
@@ -182,21 +199,18 @@ def _draw(image, boxes, gt):
         cv2.rectangle(bgr, (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h))), (0, 0, 255), 1)
     colours = [(0, 255, 0), (255, 128, 0), (0, 255, 255), (255, 0, 255)]
     for k, (x, y, w, h) in enumerate(boxes):
+        if not np.all(np.isfinite((x, y, w, h))):
+            continue  # VOT: a skipped frame has no box
         cv2.rectangle(bgr, (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h))),
                       colours[k % len(colours)], 2)
     return bgr
 
 
-def _write_boxes(path: Path, boxes: np.ndarray):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(",".join(f"{v:.2f}" for v in b) + "\n" for b in boxes))
-    os.replace(tmp, path)
-
-
 def track_one(seq, trunk, cfg, ctx, args, out_dir: Path, used_names: set, many: bool) -> dict:
     """Track one sequence through online.track_loop; write its result file(s); return its summary."""
+    from online.atomic import atomic_write_text
     from online.boxes import iou
-    from online.track_loop import track_sequence
+    from online.track_loop import result_text, time_text, track_sequence
     from online.tracker import MultiTracker
 
     inits = np.asarray(args.init, dtype=np.float64).reshape(-1, 4) if args.init else None
@@ -214,16 +228,20 @@ def track_one(seq, trunk, cfg, ctx, args, out_dir: Path, used_names: set, many: 
             video["writer"].write(_draw(image, run.boxes[i], seq.boxes[i] if seq.has_groundtruth else None))
         if args.verbose:
             parts = [f"frame {i}:"]
-            if scored and not seq.absent[i]:
+            state = {0: "skipped", 1: "init", 2: "FAILURE"}.get(int(run.status[i]))
+            if args.protocol == "vot" and state:
+                parts.append(state)
+            if scored and not seq.absent[i] and np.isfinite(run.boxes[i, 0]).all():
                 parts.append(f"IoU {float(iou(run.boxes[i, 0], seq.boxes[i])[0]):.2f}")
-            if i > 0:
+            if np.isfinite(run.scores[i]).any():
                 parts.append("score " + " ".join(f"{v:.2f}" for v in run.scores[i]))
             parts.append(f"time {run.track_s[i]:.2f}s")
             print(" ".join(parts), flush=True)
         progress.update(i + 1, f"{run.track_s[i]:.2f}s")
 
     try:
-        run = track_sequence(MultiTracker(trunk, cfg, ctx, seed=args.seed), seq, inits, n, on_frame)
+        run = track_sequence(MultiTracker(trunk, cfg, ctx, seed=args.seed), seq, inits, n, on_frame,
+                             protocol=args.protocol)
     finally:
         progress.close()
         if video["writer"] is not None:
@@ -235,14 +253,41 @@ def track_one(seq, trunk, cfg, ctx, args, out_dir: Path, used_names: set, many: 
     used_names.add(name)
     k = run.boxes.shape[1]
     files = []
+    if args.protocol == "vot":
+        # Timing first: the result file is what marks the sequence done (mdnet-eval run resumes).
+        atomic_write_text(out_dir / f"{name}_time.txt", time_text(run))
     for t in range(k):
         path = out_dir / (f"{name}.txt" if k == 1 else f"{name}.target{t + 1}.txt")
-        _write_boxes(path, run.boxes[:, t])
+        atomic_write_text(path, result_text(run, t))
         files.append(str(path))
     return {"sequence": seq.name, "files": files, **run.summary(seq if scored else None)}
 
 
+def format_vot_summary(s: dict) -> str:
+    """One sequence of a VOT-style run (online.track_loop.SequenceRun.summary)."""
+    text = f"{s['sequence']}: {s['frames']} frames"
+    if "accuracy" in s:
+        text += (f", accuracy {s['accuracy']:.3f} ({s['frames_scored']} frames scored), failures {s['failures']} "
+                 f"({s['robustness']:.2f} per 100 frames), {s['inits']} initialisation(s)")
+    return text + f", {s['fps']:.2f} fps tracking -> {', '.join(s['files'])}"
+
+
+def vot_overall(summaries: list) -> dict:
+    """Overall VOT numbers: accuracy pooled over scored frames (pysot), failures summed, robustness
+    per 100 frames, fps = all tracked frames / their time."""
+    from online.metrics import vot_overall as pooled
+
+    rows = [s for s in summaries if "accuracy" in s]
+    out = pooled(rows) if rows else {}
+    tracked = sum(s["tracked_frames"] for s in summaries)
+    seconds = sum(s["tracked_frames"] / s["fps"] for s in summaries if s["tracked_frames"] and s["fps"] > 0)
+    out["fps"] = tracked / seconds if seconds > 0 else float("nan")
+    return out
+
+
 def _format_summary(s: dict) -> str:
+    if "tracked_frames" in s:
+        return format_vot_summary(s)
     text = f"{s['sequence']}: {s['frames']} frames"
     if "mean_iou" in s:
         text += (f", mean IoU {s['mean_iou']:.3f}, AUC {s['auc']:.3f}, precision@20px {s['precision20']:.3f}"
@@ -297,7 +342,8 @@ def main(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     run_info = {"config": config_to_dict(cfg), "weights": args.weights, "provenance": provenance,
                 "net": {"conv_channels": list(trunk.spec.conv_channels), "fc_width": trunk.spec.fc_width},
-                "seed": args.seed, "device": str(ctx), "mxnet": mx.__version__, "python": platform.python_version(),
+                "seed": args.seed, "protocol": args.protocol, "device": str(ctx), "mxnet": mx.__version__,
+                "python": platform.python_version(),
                 "paths": [str(p) for p in args.paths]}
     (out_dir / "mdnet-track.yaml").write_text(yaml.safe_dump(run_info, sort_keys=False, default_flow_style=None))
     if not args.quiet:
@@ -319,18 +365,26 @@ def main(args: argparse.Namespace) -> int:
             continue
         summaries.append(s)
         print(_format_summary(s), flush=True)
-    scored = [s for s in summaries if "mean_iou" in s]
-    overall = {k: float(np.mean([s[k] for s in scored])) for k in ("mean_iou", "auc", "precision20")} \
-        if scored else {}
-    if len(scored) > 1:
-        print(f"all {len(scored)} scored sequences: mean IoU {overall['mean_iou']:.3f}, "
-              f"mean AUC {overall['auc']:.3f}, mean precision@20px {overall['precision20']:.3f}", flush=True)
+    if args.protocol == "vot":
+        overall = vot_overall(summaries)
+        scored = [s for s in summaries if "accuracy" in s]
+        if scored:
+            print(f"all {len(scored)} sequence(s), {overall['frames']} frames: accuracy {overall['accuracy']:.3f} "
+                  f"(pooled over {overall['frames_scored']} scored frames), failures {overall['failures']} "
+                  f"({overall['robustness']:.2f} per 100 frames), {overall['fps']:.2f} fps tracking", flush=True)
+    else:
+        scored = [s for s in summaries if "mean_iou" in s]
+        overall = {k: float(np.mean([s[k] for s in scored])) for k in ("mean_iou", "auc", "precision20")} \
+            if scored else {}
+        if len(scored) > 1:
+            print(f"all {len(scored)} scored sequences: mean IoU {overall['mean_iou']:.3f}, "
+                  f"mean AUC {overall['auc']:.3f}, mean precision@20px {overall['precision20']:.3f}", flush=True)
     if args.summary_json:
         overall["sequences_scored"] = len(scored)
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(
-            {"weights": args.weights, "seed": args.seed, "overall": overall, "sequences": summaries,
-             "failures": failures}, indent=1, default=float))
+            {"weights": args.weights, "seed": args.seed, "protocol": args.protocol, "overall": overall,
+             "sequences": summaries, "failures": failures}, indent=1, default=float))
     return 1 if failures else 0
 
 

@@ -1,12 +1,25 @@
-"""OTB-style tracking metrics: overlap (IoU) success AUC, centre-error precision, mean IoU.
+"""Tracking metrics: OTB-style success / precision curves and mean IoU; VOT-style accuracy and
+failures. The ONE implementation of these curves: tools/evaluation.py (`mdnet-eval`) imports them.
 
-Conventions (those of the OTB toolkit, so numbers compare with published tables):
+OTB conventions (those of the OTB toolkit, so numbers compare with published tables):
 - every frame with a usable ground-truth box counts, the first (initialisation) frame included;
   frames where the target is absent (or the ground truth is NaN / has no area) are skipped;
 - success curve: fraction of frames with IoU > t for t = 0, 0.05, ..., 1 (21 thresholds); the
   AUC is the mean of that curve;
 - precision: fraction of frames whose centre error is <= 20 px;
 - a missing or non-finite prediction counts as IoU 0 and an infinite centre error.
+
+VOT supervised (baseline) conventions (pysot `toolkit/evaluation/ar_benchmark.py` and
+`toolkit/utils/statistics.py`, the VOT toolkit's `estimate_accuracy`), for runs of
+online/track_loop.py with protocol "vot":
+- every frame has a status: a box, or one of VOT's codes 1 (the tracker was (re)initialised from
+  the ground truth here), 2 (failure: the box had no overlap with the ground truth), 0 (skipped:
+  the frames after a failure before the re-initialisation);
+- accuracy: the mean IoU over the frames that hold a box, leaving out `burn_in` = 10 frames
+  counted from every (re)initialisation frame (that frame is the first of the 10, as in pysot and
+  the VOT toolkit: the 9 tracked frames after it are left out), code frames, and frames whose
+  ground truth is absent;
+- failures: the number of frames marked 2; robustness: failures per 100 frames (pysot's table).
 """
 from __future__ import annotations
 
@@ -16,6 +29,13 @@ from online.boxes import iou
 
 SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PRECISION_THRESHOLDS = np.arange(0, 51, dtype=np.float64)
+
+# VOT supervised result codes: a result line holding just this number replaces the box. TRACKED is
+# ours, not a file code: the frame holds a box.
+VOT_SKIPPED, VOT_INIT, VOT_FAILURE = 0, 1, 2
+VOT_TRACKED = -1
+VOT_BURN_IN = 10  # frames left out of the accuracy from every (re)initialisation on
+VOT_SKIP = 5  # after a failure at frame f the tracker restarts at frame f + 5 (VOT, pysot)
 
 
 def valid_frames(gt: np.ndarray, absent: np.ndarray | None = None) -> np.ndarray:
@@ -53,6 +73,7 @@ def center_errors(pred, gt, absent=None) -> np.ndarray:
 
 
 def success_curve(ious: np.ndarray, thresholds: np.ndarray = SUCCESS_THRESHOLDS) -> np.ndarray:
+    """Fraction of frames with IoU > t (strictly) for each threshold; NaN when there is no frame."""
     ious = np.asarray(ious, dtype=np.float64)
     if len(ious) == 0:
         return np.full(len(thresholds), np.nan)
@@ -65,6 +86,7 @@ def success_auc(ious: np.ndarray) -> float:
 
 
 def precision_curve(errors: np.ndarray, thresholds: np.ndarray = PRECISION_THRESHOLDS) -> np.ndarray:
+    """Fraction of frames with centre error <= t for each threshold; NaN when there is no frame."""
     errors = np.asarray(errors, dtype=np.float64)
     if len(errors) == 0:
         return np.full(len(thresholds), np.nan)
@@ -86,4 +108,57 @@ def summarize(pred, gt, absent=None) -> dict:
         "mean_iou": float(ious.mean()) if len(ious) else float("nan"),
         "auc": success_auc(ious),
         "precision20": precision_at(errs, 20.0),
+    }
+
+
+def vot_accuracy_mask(status: np.ndarray, burn_in: int = VOT_BURN_IN) -> np.ndarray:
+    """Frames that count towards the accuracy, before looking at the ground truth: those holding a
+    box and not within `burn_in` frames counted from a (re)initialisation frame (itself included)."""
+    status = np.asarray(status).reshape(-1)
+    keep = status == VOT_TRACKED
+    for i in np.flatnonzero(status == VOT_INIT):
+        keep[i:i + burn_in] = False
+    return keep
+
+
+def vot_scores(status, boxes, gt, absent=None, burn_in: int = VOT_BURN_IN) -> dict:
+    """Accuracy, failures and robustness of one VOT-style run (module doc).
+
+    `status` (frames,): VOT_TRACKED where `boxes` (frames, 4) holds the box, else a VOT code.
+    Frames beyond the shorter of status / gt are ignored (as pysot does).
+    """
+    status = np.asarray(status).reshape(-1)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    gt = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
+    n = min(len(status), len(gt))
+    status, boxes = status[:n], boxes[:n]
+    keep = vot_accuracy_mask(status, burn_in) & valid_frames(gt[:n], None if absent is None else np.asarray(absent)[:n])
+    ov = iou(boxes[keep], gt[:n][keep]) if keep.any() else np.zeros(0)
+    ov = np.nan_to_num(ov, nan=0.0)  # a NaN box (never written by the tracker) overlaps nothing
+    failures = int((status == VOT_FAILURE).sum())
+    return {
+        "frames": int(n),
+        "frames_scored": int(len(ov)),
+        "overlap_sum": float(ov.sum()),  # for pooling over sequences (pysot's overall accuracy)
+        "accuracy": float(ov.mean()) if len(ov) else float("nan"),
+        "failures": failures,
+        "robustness": 100.0 * failures / n if n else float("nan"),
+        "inits": int((status == VOT_INIT).sum()),
+    }
+
+
+def vot_overall(rows: list[dict]) -> dict:
+    """pysot's overall numbers from per-sequence `vot_scores`: accuracy pooled over all scored
+    frames (a sequence weighs by its scored frames), failures summed, robustness = total failures
+    per 100 frames."""
+    frames = sum(r["frames"] for r in rows)
+    scored = sum(r["frames_scored"] for r in rows)
+    failures = sum(r["failures"] for r in rows)
+    return {
+        "sequences": len(rows),
+        "frames": int(frames),
+        "frames_scored": int(scored),
+        "accuracy": sum(r["overlap_sum"] for r in rows) / scored if scored else float("nan"),
+        "failures": int(failures),
+        "robustness": 100.0 * failures / frames if frames else float("nan"),
     }
