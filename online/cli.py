@@ -47,7 +47,8 @@ def _box_arg(text: str) -> tuple:
     return vals
 
 
-def _widths_arg(text: str) -> tuple:
+def widths_arg(text: str) -> tuple:
+    """argparse type of --widths C1,C2,C3,FC (mdnet-track, mdnet-bench track, mdnet-eval run)."""
     try:
         vals = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="sequence folder, dataset root, image folder or video")
     p.add_argument("--weights", required=True,
                    help="weight file (.h5 from mdnet-export) or random:SEED for a randomly initialised trunk")
-    p.add_argument("--widths", type=_widths_arg, default=None, metavar="C1,C2,C3,FC",
+    p.add_argument("--widths", type=widths_arg, default=None, metavar="C1,C2,C3,FC",
                    help="channel widths of a random:SEED trunk (default: VGG-M 96,256,512,512); a weight "
                         "file records its own widths and must not be given others")
     p.add_argument("--init", type=_box_arg, action="append", default=None, metavar="X,Y,W,H",

@@ -21,12 +21,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-
-def _widths(text: str) -> tuple:
-    vals = tuple(int(v) for v in text.split(","))
-    if len(vals) != 4 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"--widths {text!r}: expected 4 positive integers C1,C2,C3,FC")
-    return vals
+from online.cli import widths_arg  # noqa: E402
 
 
 def add_track_parser(subparsers) -> argparse.ArgumentParser:
@@ -35,7 +30,7 @@ def add_track_parser(subparsers) -> argparse.ArgumentParser:
         description="Time the online tracker on the first N frames of one sequence (default: one synthetic "
                     "sequence written to a temporary folder, so it runs on a fresh machine).")
     p.add_argument("--weights", default="random:0", help="weight file (.h5) or random:SEED (default random:0)")
-    p.add_argument("--widths", type=_widths, default=None, metavar="C1,C2,C3,FC",
+    p.add_argument("--widths", type=widths_arg, default=None, metavar="C1,C2,C3,FC",
                    help="widths of a random:SEED trunk (default VGG-M 96,256,512,512)")
     p.add_argument("--sequence", default=None, metavar="DIR",
                    help="a benchmark sequence folder (default: synthesize one, 320x240)")

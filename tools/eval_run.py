@@ -37,6 +37,8 @@ import time
 import traceback
 from pathlib import Path
 
+from online.cli import widths_arg  # noqa: E402  (imports no mxnet: workers set threads first)
+
 _REPO = str(Path(__file__).resolve().parents[1])
 RUN_FILE = "run.yaml"
 REPORT_FILE = "eval.json"
@@ -55,16 +57,6 @@ failing sequence is reported by name; the others still run; the exit status is t
 
 Progress: one bar with frames done / total and ETA on stderr when it is a terminal; one line per
 finished sequence on stdout."""
-
-
-def _widths_arg(text: str) -> tuple:
-    try:
-        vals = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != 4 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"--widths {text!r}: expected 4 positive integers C1,C2,C3,FC")
-    return vals
 
 
 def _gpus_arg(text: str) -> tuple:
@@ -99,7 +91,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", choices=PROTOCOLS, default="ope",
                    help="ope (default): OTB one-pass; vot: VOT supervised, re-initialised 5 frames after "
                         "every failure (mdnet-track --protocol vot)")
-    p.add_argument("--widths", type=_widths_arg, default=None, metavar="C1,C2,C3,FC",
+    p.add_argument("--widths", type=widths_arg, default=None, metavar="C1,C2,C3,FC",
                    help="channel widths of a random:SEED trunk (default VGG-M 96,256,512,512)")
     p.add_argument("--config", default=None, help="tracker config YAML")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

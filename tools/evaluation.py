@@ -70,8 +70,9 @@ class EvalError(ValueError):
 # ----------------------------------------------------------------------------------------------
 # Result files
 
-def read_results(path: str | Path) -> np.ndarray:
-    """One box per line, `x,y,w,h` separated by commas, tabs or spaces; trailing blank lines ok."""
+def _numbered_values(path: str | Path):
+    """(line number, stripped text, floats or None when not numbers) per line; trailing blank
+    lines dropped. Shared by the OTB and the VOT result readers."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig", errors="replace")
@@ -80,7 +81,7 @@ def read_results(path: str | Path) -> np.ndarray:
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
-    boxes = np.empty((len(lines), 4), np.float64)
+    out = []
     for i, line in enumerate(lines):
         # A trailing separator ("1,2,3,4,") is a harmless quirk of some writers.
         s = line.strip().rstrip(",").strip()
@@ -88,13 +89,22 @@ def read_results(path: str | Path) -> np.ndarray:
             vals = [float(t) for t in _SEP.split(s)] if s else []
         except ValueError:
             vals = None
+        out.append((i + 1, s, vals))
+    return out
+
+
+def read_results(path: str | Path) -> np.ndarray:
+    """One box per line, `x,y,w,h` separated by commas, tabs or spaces; trailing blank lines ok."""
+    rows = _numbered_values(path)
+    boxes = np.empty((len(rows), 4), np.float64)
+    for k, (n, s, vals) in enumerate(rows):
         if vals is not None and len(vals) == 1 and vals[0] in (VOT_SKIPPED, VOT_INIT, VOT_FAILURE):
-            raise EvalError(f"{path}: line {i + 1}: {s!r}: a VOT supervised result (1 init / 2 failure / 0 "
+            raise EvalError(f"{path}: line {n}: {s!r}: a VOT supervised result (1 init / 2 failure / 0 "
                             f"skipped lines); score it with --protocol vot")
         if vals is None or len(vals) != 4:
             got = "an empty line" if not s else (f"{len(vals)} values" if vals is not None else "non-numbers")
-            raise EvalError(f"{path}: line {i + 1}: expected 4 numbers x,y,w,h, got {got}: {line.strip()!r}")
-        boxes[i] = vals
+            raise EvalError(f"{path}: line {n}: expected 4 numbers x,y,w,h, got {got}: {s!r}")
+        boxes[k] = vals
     return boxes
 
 
@@ -573,29 +583,16 @@ VOT_DEFINITIONS = {
 def read_supervised(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """A VOT supervised result: per line `1`, `2`, `0` or a box -> (status, boxes); status is
     VOT_TRACKED where the line is a box, boxes NaN where it is a code."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as e:
-        raise EvalError(f"{path}: cannot read ({e.strerror})") from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    status = np.full(len(lines), VOT_TRACKED, np.int8)
-    boxes = np.full((len(lines), 4), np.nan)
-    for i, line in enumerate(lines):
-        s = line.strip().rstrip(",").strip()
-        try:
-            vals = [float(t) for t in _SEP.split(s)] if s else []
-        except ValueError:
-            vals = None
+    rows = _numbered_values(path)
+    status = np.full(len(rows), VOT_TRACKED, np.int8)
+    boxes = np.full((len(rows), 4), np.nan)
+    for k, (n, s, vals) in enumerate(rows):
         if vals is not None and len(vals) == 1 and vals[0] in (VOT_SKIPPED, VOT_INIT, VOT_FAILURE):
-            status[i] = int(vals[0])
+            status[k] = int(vals[0])
         elif vals is not None and len(vals) == 4:
-            boxes[i] = vals
+            boxes[k] = vals
         else:
-            raise EvalError(f"{path}: line {i + 1}: expected 1, 2, 0 or x,y,w,h (VOT supervised format), "
-                            f"got {line.strip()!r}")
+            raise EvalError(f"{path}: line {n}: expected 1, 2, 0 or x,y,w,h (VOT supervised format), got {s!r}")
     return status, boxes
 
 
