@@ -7,6 +7,7 @@ Frames are RGB uint8 HxWx3 (grayscale becomes 3-channel), decoded lazily on acce
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence as _Seq
@@ -88,6 +89,11 @@ class Sequence:
 
     def __len__(self) -> int:
         return len(self.boxes)
+
+    def head(self, n: int) -> "Sequence":
+        """The first n frames (all when shorter): runs made with --frames N are scored on these."""
+        n = max(1, min(int(n), len(self)))
+        return dataclasses.replace(self, boxes=self.boxes[:n], absent=self.absent[:n])
 
     def frame(self, i: int) -> np.ndarray:
         if not 0 <= i < len(self):

@@ -56,6 +56,8 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
                         "{sequence: [tags]}; without it, attrs.txt in the ground-truth folders is used "
                         "when present")
     p.add_argument("--per-sequence", action="store_true", help="also print one row per sequence and tracker")
+    p.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="score only the first N frames of every sequence (for runs made with --frames N)")
     p.add_argument("--protocol", choices=("auto", "ope", "vot"), default="auto",
                    help="ope: OTB one-pass curves; vot: VOT supervised accuracy / failures; auto (default): "
                         "vot when the result files hold VOT's 1/2/0 code lines")
@@ -72,6 +74,8 @@ def score_main(args: argparse.Namespace) -> int:
         protocol = detect_protocol(args.results) if args.protocol == "auto" else args.protocol
         # The readers decode no frame but the first of each sequence (for the image size).
         sequences = [seq for root in args.gt for seq in discover(root)]
+        if args.frames is not None:
+            sequences = [seq.head(args.frames) for seq in sequences]
         if protocol == "vot":
             notes = ["--attributes ignored: VOT-style results are reported per sequence"] if args.attributes else []
             report = evaluate_vot(args.results, sequences)
