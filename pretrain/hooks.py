@@ -8,8 +8,8 @@ same order, so:
 - a hook that only writes files or logs and issues no collective exists on rank 0 only;
 - `Pretrainer.run` calls hooks in registration order; `describe_collectives` prints that order.
 
-Per step, after `run_step`: progress log, epoch metrics (+ validation), checkpoint; at the end:
-timing. The step itself (pretrain/trainer.py) knows none of them.
+Per step, after `run_step`: count metrics, progress log, epoch end (+ validation), checkpoint;
+at the end: timing. The step itself (pretrain/trainer.py) knows none of them.
 """
 from __future__ import annotations
 
@@ -54,10 +54,8 @@ def _jsonl(trainer, record: dict) -> None:
 # ------------------------------------------------------------------------------- metrics
 
 class EpochMetrics(HookBase):
-    """Counts every step's scored samples; at each epoch end sums them over ranks and logs the
-    MXNet-style lines and a metrics.jsonl record (rank 0). Validation runs inside it, right after
-    the training record, so the collective order is fixed: metrics.train, then metrics.val."""
-    collectives = ("metrics.train (epoch end)", "metrics.val (validation epochs)")
+    """Counts every step's scored samples (no collective); `EpochEnd` turns them into the epoch's
+    metrics. Its counters are saved in checkpoints and restored on resume."""
 
     def __init__(self, counters=None, epoch_time: float = 0.0):
         self.counters = M.zeros() if counters is None else counters
@@ -70,13 +68,25 @@ class EpochMetrics(HookBase):
     def after_step(self, trainer, stats) -> None:
         self.counters += M.count(stats.scores, stats.labels, stats.frames, trainer.cfg.val.topk)
         self.epoch_time += stats.step_s
+
+
+class EpochEnd(HookBase):
+    """At each epoch end: sums the counters over ranks, logs the MXNet-style lines and a
+    metrics.jsonl record (rank 0), then validates when due. The collective order is fixed:
+    metrics.train, then metrics.val."""
+    collectives = ("metrics.train (epoch end)", "metrics.val (validation epochs)")
+
+    def __init__(self, metrics: EpochMetrics):
+        self.metrics = metrics
+
+    def after_step(self, trainer, stats) -> None:
         if stats.step_done % trainer.steps_per_cycle == 0:
             self.end_epoch(trainer, stats.step_done // trainer.steps_per_cycle - 1, stats.step_done)
 
     def end_epoch(self, trainer, epoch: int, step: int) -> None:
         world, log = trainer.world, trainer.log
         # Horovod: sum the counters (and the samples) of all ranks; then ratios on the totals.
-        total = dist.allreduce_sum_np(np.concatenate([self.counters, [self.epoch_time]]), "metrics.train")
+        total = dist.allreduce_sum_np(np.concatenate([self.metrics.counters, [self.metrics.epoch_time]]), "metrics.train")
         counters, time_sum = total[:-1], total[-1]
         wall = time_sum / world.size  # mean over ranks of the epoch's training time
         samples = counters[M.COUNTERS.index("samples")]
@@ -88,8 +98,8 @@ class EpochMetrics(HookBase):
             log.info(f"Epoch[{epoch}] Train-Speed={samples / max(wall, 1e-9):.1f} samples/sec ({world.size} rank(s))")
             _jsonl(trainer, {"epoch": epoch, "phase": "train", "step": step, **M.json_safe(train), "time_s": wall,
                              "samples": samples, "samples_per_s": samples / max(wall, 1e-9)})
-        self.counters = M.zeros()
-        self.epoch_time = 0.0
+        self.metrics.counters = M.zeros()
+        self.metrics.epoch_time = 0.0
         val = trainer.cfg.val
         if val.enabled and ((epoch + 1) % val.every_cycles == 0 or step >= trainer.total_steps):
             validate(trainer, epoch, step)

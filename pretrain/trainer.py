@@ -274,7 +274,7 @@ class Pretrainer:
         cfg = self.cfg
         state = self.metrics_state
         metrics = H.EpochMetrics(state.get("counters"), state.get("epoch_time", 0.0))
-        hooks = [H.ProgressLog(cfg.train.log_every, metrics), metrics,
+        hooks = [metrics, H.ProgressLog(cfg.train.log_every, metrics), H.EpochEnd(metrics),
                  H.Checkpointer(cfg.checkpoint.every_steps, cfg.checkpoint.keep, metrics), H.Timing()]
         if cfg.runtime.debug_dump:
             hooks.append(H.DebugDump())
