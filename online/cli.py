@@ -33,6 +33,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from online.threads import set_threads, threads_arg  # noqa: E402
+
 DEFAULT_OUT_DIR = "results"
 PROTOCOLS = ("ope", "vot")  # online.track_loop.PROTOCOLS; a test keeps the two equal
 
@@ -56,6 +58,20 @@ def widths_arg(text: str) -> tuple:
     if len(vals) != 4 or min(vals) < 1:
         raise argparse.ArgumentTypeError(f"--widths {text!r}: expected 4 positive integers C1,C2,C3,FC")
     return vals
+
+
+def mode_arg(p: argparse.ArgumentParser) -> None:
+    """--mode exact|fast (mdnet-track, mdnet-eval run): shorthand for --set mode=M."""
+    from online.tracker_config import MODES
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="exact: every box cropped and run through conv1-3 (MDNet, ~1 fps on 2 CPU cores); "
+                        "fast: one region per target and frame through conv1-3, boxes pooled with RoIAlign "
+                        "(RT-MDNet's idea, >10x faster). Default: the config's mode (exact). Same as --set mode=M")
+
+
+def config_overrides(args) -> list:
+    """--set overrides plus --mode (which wins: it is the more specific of the two)."""
+    return list(args.overrides) + ([f"mode={args.mode}"] if getattr(args, "mode", None) else [])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-video", default=None, metavar="FILE",
                    help="also write a video with the boxes drawn (.avi: MJPG, .mp4: mp4v); with several "
                         "sequences the sequence name is appended to the file name")
+    mode_arg(p)
+    threads_arg(p)
     p.add_argument("--gpu", type=int, default=None, metavar="N", help="run on GPU N (default: CPU)")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="track only the first N frames of each sequence (smoke tests)")
@@ -298,6 +316,7 @@ def _format_summary(s: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    threads = set_threads(args.threads)
     import mxnet as mx
 
     from online.config import ConfigError, config_to_dict, load_config
@@ -307,7 +326,7 @@ def main(args: argparse.Namespace) -> int:
     from online.weights import WeightFileError, build_trunk, parse_random_seed
 
     try:
-        cfg = load_config(TrackerConfig, args.config, args.overrides)
+        cfg = load_config(TrackerConfig, args.config, config_overrides(args))
     except ConfigError as e:
         print(f"mdnet-track: config error: {e}", file=sys.stderr)
         return 2
@@ -343,14 +362,15 @@ def main(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     run_info = {"config": config_to_dict(cfg), "weights": args.weights, "provenance": provenance,
                 "net": {"conv_channels": list(trunk.spec.conv_channels), "fc_width": trunk.spec.fc_width},
-                "seed": args.seed, "protocol": args.protocol, "device": str(ctx), "mxnet": mx.__version__,
+                "seed": args.seed, "protocol": args.protocol, "device": str(ctx), "threads": threads,
+                "mxnet": mx.__version__,
                 "python": platform.python_version(),
                 "paths": [str(p) for p in args.paths]}
     (out_dir / "mdnet-track.yaml").write_text(yaml.safe_dump(run_info, sort_keys=False, default_flow_style=None))
     if not args.quiet:
         print(f"mdnet-track: {len(seqs)} sequence(s), weights {args.weights}, "
-              f"widths {trunk.spec.conv_channels}/{trunk.spec.fc_width}, device {ctx}, mxnet {mx.__version__}, "
-              f"seed {args.seed}", flush=True)
+              f"widths {trunk.spec.conv_channels}/{trunk.spec.fc_width}, mode {cfg.mode}, device {ctx} "
+              f"({threads} thread(s)), mxnet {mx.__version__}, seed {args.seed}", flush=True)
 
     failures = 0
     summaries = []

@@ -98,6 +98,11 @@ class ConvStage(gluon.HybridBlock):
             self.conv3 = nn.Conv2D(c3, 3, strides=1, in_channels=c2, prefix="conv3_")
 
     def hybrid_forward(self, F, x):
+        return F.flatten(self.feature_map(F, x))
+
+    def feature_map(self, F, x, conv3=None):
+        """conv3 output (N, C, h, w) of raw pixels of any size >= 75 px (fast mode's region maps).
+        `conv3` replaces the last stage (FeatureMap's dense variant); default: the net's own."""
         nsize, alpha, beta, knorm = self.spec.lrn
         x = x - self.spec.mean
         x = F.relu(self.conv1(x))
@@ -105,9 +110,39 @@ class ConvStage(gluon.HybridBlock):
         x = F.Pooling(x, kernel=(3, 3), stride=(2, 2), pool_type="max")
         x = F.relu(self.conv2(x))
         x = F.LRN(x, nsize=nsize, alpha=alpha, beta=beta, knorm=knorm)
+        if conv3 is not None:
+            return conv3(F, x)
         x = F.Pooling(x, kernel=(3, 3), stride=(2, 2), pool_type="max")
-        x = F.relu(self.conv3(x))
-        return F.flatten(x)
+        return F.relu(self.conv3(x))
+
+
+class FeatureMap(gluon.HybridBlock):
+    """A ConvStage's conv1-3 without the flatten (same parameters): region -> conv3 map.
+
+    `stride=16`: the net as it is (conv3 cells 16 px apart). `stride=8`: the same function
+    evaluated twice as densely ("a trous"): pool2 with stride 1 and conv3 dilated by 2 compute the
+    stride-16 net's conv3 output at every 8 px offset, exactly, with the same weights (RT-MDNet
+    changes its net to this shape and retrains it; here exact-mode weights stay valid).
+    """
+
+    def __init__(self, convs: ConvStage, stride: int = 16, **kw):
+        super().__init__(prefix="", **kw)
+        if stride not in (8, 16):
+            raise ValueError(f"feature map stride must be 8 or 16, got {stride}")
+        self.convs = convs
+        self.stride = stride
+        if stride == 8:
+            c2, c3 = convs.spec.conv_channels[1:]
+            # Shares conv3's parameters (same names, same arrays), only the dilation differs.
+            self.conv3_dense = nn.Conv2D(c3, 3, strides=1, dilation=2, in_channels=c2, prefix="conv3_",
+                                         params=convs.conv3.collect_params())
+
+    def _dense_conv3(self, F, x):
+        x = F.Pooling(x, kernel=(3, 3), stride=(1, 1), pool_type="max")
+        return F.relu(self.conv3_dense(x))
+
+    def hybrid_forward(self, F, x):
+        return self.convs.feature_map(F, x, self._dense_conv3 if self.stride == 8 else None)
 
 
 class FcStage(gluon.HybridBlock):

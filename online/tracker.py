@@ -25,6 +25,11 @@ run follows exactly the same random path as a single-target run with `target_ind
 conv results of one image do not depend on where it sits in the batch on the CPU backend measured
 (MKLDNN, bitwise equal), so the boxes are identical; another backend may differ by float rounding.
 
+Two feature sources (online/features.py, `TrackerConfig.mode`): `exact` crops every box (MDNet);
+`fast` runs conv1-3 once per region around each target at the target's scale and pools every box
+with RoIAlign (online/roi.py). Everything after the conv3 features -- fc4-fc6, online training on
+cached features, hard mining, box regression, the memory rules -- is the same code in both modes.
+
 GPU readiness: everything runs on `ctx`; every forward has a fixed batch shape (convs and fc
 inference: `batch_test`, padded; training: `batch_pos + batch_neg`), so hybridized graphs are
 planned once. Network time (forward/backward, synchronised) accumulates in `net_s`.
@@ -41,7 +46,7 @@ from mxnet import autograd, gluon
 
 from online.bbreg import BBRegressor
 from online.boxes import valid_box
-from online.crops import crop_regions
+from online.features import CropFeatures, RoIFeatures, Timer
 from online.head import TargetHead
 from online.mining import select_hardest
 from online.network import NetSpec, Trunk
@@ -54,58 +59,6 @@ class TrackResult:
     box: np.ndarray  # x, y, w, h (box-regressed when success and bbreg is on)
     score: float  # mean raw fc6 positive output of the top-k candidates
     success: bool  # score > 0
-
-
-class Timer:
-    """Seconds spent in the network (`net_s`) and elsewhere, by name."""
-
-    def __init__(self):
-        self.net_s = 0.0
-        self.parts: dict[str, float] = {}
-
-    def add(self, name: str, seconds: float):
-        self.parts[name] = self.parts.get(name, 0.0) + seconds
-
-    def snapshot(self) -> dict:
-        return {"net_s": self.net_s, **self.parts}
-
-
-class ConvFeatures:
-    """conv1-3 on crops of boxes, in fixed batches of `batch` (the last one padded)."""
-
-    def __init__(self, trunk: Trunk, batch: int, ctx, timer: Timer):
-        self.spec: NetSpec = trunk.spec
-        self.convs = trunk.convs
-        self.convs.hybridize(static_alloc=True, static_shape=True)
-        self.batch = batch
-        self.ctx = ctx
-        self.timer = timer
-        s = self.spec.input_size
-        # Rows beyond the last real crop keep stale pixels: each image's conv result does not depend
-        # on the other images in the batch, so padding needs no clearing.
-        self._buf = np.full((batch, 3, s, s), self.spec.mean, dtype=np.float32)
-        # Copying into a preallocated device array is ~8x faster than mx.nd.array() on the CPU,
-        # which allocates (and page-faults) 35 MB per batch at 107x107x256.
-        self._x = mx.nd.zeros(self._buf.shape, ctx=ctx)
-
-    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> mx.nd.NDArray:
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        outs = []
-        for start in range(0, len(boxes), self.batch):
-            chunk = boxes[start:start + self.batch]
-            t0 = time.perf_counter()
-            crop_regions(image, chunk, self.spec.input_size, self.spec.padding, self.spec.mean, out=self._buf)
-            self._x[:] = self._buf  # waits until the previous batch's conv has read it
-            t1 = time.perf_counter()
-            y = self.convs(self._x)
-            y.wait_to_read()
-            t2 = time.perf_counter()
-            self.timer.add("crop_s", t1 - t0)
-            self.timer.net_s += t2 - t1
-            outs.append(y[:len(chunk)] if len(chunk) < self.batch else y)
-        if not outs:
-            return mx.nd.zeros((0, self.spec.feat_dim), ctx=self.ctx)
-        return outs[0] if len(outs) == 1 else mx.nd.concat(*outs, dim=0)
 
 
 def _perm_stream(rng: np.random.Generator, n: int, need: int) -> np.ndarray:
@@ -166,7 +119,9 @@ class _Target:
     def _sampler(self, kind, trans=0.0, scale=1.0, aspect=None) -> SamplerSpec:
         return SamplerSpec(kind, trans=trans, scale=scale, aspect=aspect, min_size=self.cfg.min_box_size)
 
-    def init_samples(self, box, size) -> dict:
+    def init_samples(self, box, size, window=None) -> dict:
+        """First-frame samples. `window` (x, y, w, h): where whole-image negatives are drawn (fast
+        mode, when the image is too large for one region at the target's scale); default the image."""
         cfg, rng = self.cfg, self.rng
         out = {}
         # Box-regression samples: IoU >= overlap_bbreg AND area within area_bbreg x the target's
@@ -181,8 +136,7 @@ class _Target:
         out["neg"] = np.concatenate([
             sample_by_iou(rng, self._sampler("uniform", cfg.trans_neg_init, cfg.scale_neg_init), box, size,
                           cfg.n_neg_init - half, (0.0, cfg.overlap_neg_init)),
-            sample_by_iou(rng, self._sampler("whole", scale=cfg.scale_neg_whole), box, size, half,
-                          (0.0, cfg.overlap_neg_init))])
+            self._whole_negatives(box, size, half, window)])
         out["neg_update"] = sample_by_iou(rng, self._sampler("uniform", cfg.trans_neg, cfg.scale_neg), box, size,
                                           cfg.n_neg_update, (0.0, cfg.overlap_neg_init))
         for k in ("pos", "neg"):
@@ -190,6 +144,16 @@ class _Target:
                 raise RuntimeError(f"target {self.index}: no first-frame {k} samples could be drawn around "
                                    f"{np.round(box, 1).tolist()} in a {size[0]}x{size[1]} image")
         return out
+
+    def _whole_negatives(self, box, size, n, window) -> np.ndarray:
+        spec = self._sampler("whole", scale=self.cfg.scale_neg_whole)
+        band = (0.0, self.cfg.overlap_neg_init)
+        if window is None or (window[2] >= size[0] and window[3] >= size[1]):
+            return sample_by_iou(self.rng, spec, box, size, n, band)
+        # Sample in window coordinates (IoU does not change under a shift), then shift back.
+        shift = np.array([window[0], window[1], 0.0, 0.0])
+        found = sample_by_iou(self.rng, spec, np.asarray(box) - shift, (window[2], window[3]), n, band)
+        return found + shift
 
     def candidates(self, size) -> np.ndarray:
         return sample_boxes(self.rng, self._sampler("gaussian", self.trans, self.cfg.scale), self.box, size,
@@ -336,14 +300,6 @@ class _Target:
         self.train(pos, neg, cfg.maxiter_update, self.trainer)
 
 
-def _split(feats: mx.nd.NDArray, sizes: list[int]) -> list[mx.nd.NDArray]:
-    out, start = [], 0
-    for n in sizes:
-        out.append(feats[start:start + n])
-        start += n
-    return out
-
-
 class MultiTracker:
     """Tracks several targets in one video; the convs run once per frame for all of them."""
 
@@ -353,7 +309,10 @@ class MultiTracker:
         self.ctx = ctx if ctx is not None else mx.cpu()
         self.seed = int(seed)
         self.timer = Timer()
-        self.features = ConvFeatures(trunk, config.batch_test, self.ctx, self.timer)
+        if config.mode == "fast":
+            self.features = RoIFeatures(trunk, config.max_region, self.ctx, self.timer, config.fast_stride)
+        else:
+            self.features = CropFeatures(trunk, config.batch_test, self.ctx, self.timer)
         self.targets: list[_Target] = []
 
     @property
@@ -372,12 +331,14 @@ class MultiTracker:
             if not valid_box(b, size):
                 raise ValueError(f"initial box {b.tolist()} is empty or outside the {size[0]}x{size[1]} image")
         self.targets = [_Target(i, self.trunk, self.cfg, self.ctx, self.seed, self.timer) for i in indices]
+        self.features.new_image()
         t0 = time.perf_counter()
-        samples = [t.init_samples(b, size) for t, b in zip(self.targets, boxes)]
+        samples = [t.init_samples(b, size, self.features.window(b, size))
+                   for t, b in zip(self.targets, boxes)]
         self.timer.add("sample_s", time.perf_counter() - t0)
         keys = ("bbreg", "pos", "neg", "neg_update")
-        groups = [s[k] for s in samples for k in keys]
-        feats = _split(self.features(image, np.concatenate(groups)), [len(g) for g in groups])
+        # One conv pass (exact: batched crops; fast: one region per target, shared where they overlap).
+        feats = self.features(image, [(s[k], b) for s, b in zip(samples, boxes) for k in keys])
         for j, (t, b) in enumerate(zip(self.targets, boxes)):
             f = dict(zip(keys, feats[j * len(keys):(j + 1) * len(keys)]))
             f["bbreg_boxes"] = samples[j]["bbreg"]
@@ -387,19 +348,19 @@ class MultiTracker:
         if not self.targets:
             raise RuntimeError("MultiTracker.track before initialize")
         size = (image.shape[1], image.shape[0])
+        self.features.new_image()
         t0 = time.perf_counter()
         cands = [t.candidates(size) for t in self.targets]
         self.timer.add("sample_s", time.perf_counter() - t0)
-        # One conv pass for the candidates of every target.
-        feats = _split(self.features(image, np.concatenate(cands)), [len(c) for c in cands])
+        # One conv pass for the candidates of every target (fast: each around its previous box).
+        feats = self.features(image, [(c, t.box) for t, c in zip(self.targets, cands)])
         results = [t.estimate(c, f, size) for t, c, f in zip(self.targets, cands, feats)]
         # Successful targets store samples around their estimate: again one conv pass for all.
         t0 = time.perf_counter()
         stored = [(t, *t.update_samples(t.box, size)) for t, r in zip(self.targets, results) if r.success]
         self.timer.add("sample_s", time.perf_counter() - t0)
         if stored:
-            groups = [g for _, p, n in stored for g in (p, n)]
-            f = _split(self.features(image, np.concatenate(groups)), [len(g) for g in groups])
+            f = self.features(image, [(g, t.box) for t, p, n in stored for g in (p, n)])
             for j, (t, _, _) in enumerate(stored):
                 t.remember(f[2 * j], f[2 * j + 1])
         for t in self.targets:

@@ -15,9 +15,16 @@ from dataclasses import dataclass
 
 from online.config import ConfigError, opt
 
+MODES = ("exact", "fast")
+
 
 @dataclass(frozen=True)
 class TrackerConfig:
+    # --- where conv3 features come from (online/features.py) ---
+    mode: str = opt("exact", "exact: every box cropped to 107x107 and run through conv1-3 (MDNet); fast: one region per target and frame through conv1-3, every box pooled with RoIAlign (RT-MDNet's idea, online/roi.py)")
+    fast_stride: int = opt(8, "fast mode: map stride in px, 8 (the net evaluated densely: pool2 stride 1, conv3 dilated 2; same weights) or 16 (conv3 as it is; cheaper, coarser)")
+    max_region: int = opt(1024, "fast mode: largest region side in px at the target's 75 px scale (bounds memory; whole-image negatives are drawn inside it)")
+
     # --- first frame: training samples (py-MDNet n_pos_init / n_neg_init / overlap_*_init) ---
     n_pos_init: int = opt(500, "first-frame positives (gaussian around the target)")
     n_neg_init: int = opt(5000, "first-frame negatives: half uniform around the target, half whole-image")
@@ -94,5 +101,11 @@ class TrackerConfig:
                               "min_box_size > 0")
         if len(self.area_bbreg) != 2 or not 0 < self.area_bbreg[0] <= self.area_bbreg[1]:
             raise ConfigError(f"TrackerConfig.area_bbreg must be [lo, hi] with 0 < lo <= hi, got {self.area_bbreg}")
+        if self.mode not in MODES:
+            raise ConfigError(f"TrackerConfig.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.fast_stride not in (8, 16):
+            raise ConfigError(f"TrackerConfig.fast_stride must be 8 or 16, got {self.fast_stride}")
+        if self.max_region < 107:
+            raise ConfigError(f"TrackerConfig.max_region must be >= 107 px, got {self.max_region}")
         if self.trans_limit < self.trans:
             raise ConfigError(f"TrackerConfig.trans_limit ({self.trans_limit}) must be >= trans ({self.trans})")

@@ -37,7 +37,8 @@ import time
 import traceback
 from pathlib import Path
 
-from online.cli import widths_arg  # noqa: E402  (imports no mxnet: workers set threads first)
+from online.cli import config_overrides, mode_arg, widths_arg  # noqa: E402
+from online.threads import usable_cores  # noqa: E402  (imports no mxnet: workers set threads first)
 
 _REPO = str(Path(__file__).resolve().parents[1])
 RUN_FILE = "run.yaml"
@@ -69,13 +70,6 @@ def _gpus_arg(text: str) -> tuple:
     return vals
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("roots", nargs="+", metavar="ROOT", help="benchmark root or sequence folder (repeatable)")
     p.add_argument("--weights", required=True, help="weight file (.h5 from mdnet-export) or random:SEED")
@@ -94,6 +88,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--widths", type=widths_arg, default=None, metavar="C1,C2,C3,FC",
                    help="channel widths of a random:SEED trunk (default VGG-M 96,256,512,512)")
     p.add_argument("--config", default=None, help="tracker config YAML")
+    mode_arg(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one tracker config key (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="tracker seed, as mdnet-track --seed (default 0)")
@@ -262,7 +257,7 @@ def run_main(args: argparse.Namespace) -> int:
     if jobs < 1:
         return fail("--jobs must be >= 1")
     try:
-        cfg = load_config(TrackerConfig, args.config, args.overrides)
+        cfg = load_config(TrackerConfig, args.config, config_overrides(args))
     except ConfigError as e:
         return fail(f"config error: {e}")
     name = args.name or default_name(args.weights)
@@ -347,7 +342,7 @@ def _run_workers(args, todo, jobs, threads, mp):
         tasks.put(None)
     setup = {"parent": os.getpid(), "threads": threads, "gpus": list(args.gpus or ()), "weights": args.weights,
              "widths": list(args.widths) if args.widths else None, "config": args.config,
-             "overrides": list(args.overrides), "seed": args.seed, "protocol": args.protocol}
+             "overrides": config_overrides(args), "seed": args.seed, "protocol": args.protocol}
     procs = [ctx.Process(target=_worker, args=(w, setup, tasks, messages), name=f"mdnet-eval-run-{w}", daemon=True)
              for w in range(jobs)]
     for p in procs:

@@ -1,0 +1,163 @@
+"""conv3 features of boxes for the tracker: exact (one crop per box) or fast (one map per region).
+
+Both sources answer the same call, `features(image, groups) -> [NDArray (n_i, feat_dim)]`, where
+`groups` is a list of `(boxes, anchor)`: the boxes whose features are wanted and the target box that
+sets the scale (fast mode; exact mode ignores it). The tracker never knows which source it has.
+
+- `CropFeatures` (exact, MDNet): every box cropped to 107x107 and pushed through conv1-3, in fixed
+  batches of `batch` (the last one padded) so the hybridized graph keeps one shape.
+- `RoIFeatures` (fast, RT-MDNet's idea; geometry in online/roi.py): the groups' regions are planned
+  (same scale + overlapping -> one shared region), each region goes through conv1-3 once, every box
+  is pooled from its region's map with RoIAlign. Maps of the current image are kept until `new_image()`,
+  so a later call whose region lies inside one already computed (same scale) pools from it.
+"""
+from __future__ import annotations
+
+import time
+
+import mxnet as mx
+import numpy as np
+
+from online import roi
+from online.crops import crop_regions
+from online.network import FeatureMap, NetSpec, Trunk
+
+
+class Timer:
+    """Seconds spent in the network (`net_s`) and elsewhere, by name."""
+
+    def __init__(self):
+        self.net_s = 0.0
+        self.parts: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float):
+        self.parts[name] = self.parts.get(name, 0.0) + seconds
+
+    def snapshot(self) -> dict:
+        return {"net_s": self.net_s, **self.parts}
+
+
+def split_rows(feats: mx.nd.NDArray, sizes: list[int]) -> list[mx.nd.NDArray]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(feats[start:start + n])
+        start += n
+    return out
+
+
+def _as_boxes(b) -> np.ndarray:
+    return np.asarray(b, dtype=np.float64).reshape(-1, 4)
+
+
+class CropFeatures:
+    """Exact mode: conv1-3 on 107x107 crops of boxes, in fixed batches of `batch`."""
+
+    def __init__(self, trunk: Trunk, batch: int, ctx, timer: Timer):
+        self.spec: NetSpec = trunk.spec
+        self.convs = trunk.convs
+        self.convs.hybridize(static_alloc=True, static_shape=True)
+        self.batch = batch
+        self.ctx = ctx
+        self.timer = timer
+        s = self.spec.input_size
+        # Rows beyond the last real crop keep stale pixels: each image's conv result does not depend
+        # on the other images in the batch, so padding needs no clearing.
+        self._buf = np.full((batch, 3, s, s), self.spec.mean, dtype=np.float32)
+        # Copying into a preallocated device array is ~8x faster than mx.nd.array() on the CPU,
+        # which allocates (and page-faults) 35 MB per batch at 107x107x256.
+        self._x = mx.nd.zeros(self._buf.shape, ctx=ctx)
+
+    def new_image(self) -> None:
+        pass
+
+    def window(self, anchor, image_size) -> None:
+        return None  # exact crops reach anywhere: whole-image negatives use the whole image
+
+    def __call__(self, image: np.ndarray, groups: list) -> list[mx.nd.NDArray]:
+        boxes = [_as_boxes(b) for b, _ in groups]
+        return split_rows(self.crops(image, np.concatenate(boxes)), [len(b) for b in boxes])
+
+    def crops(self, image: np.ndarray, boxes: np.ndarray) -> mx.nd.NDArray:
+        outs = []
+        for start in range(0, len(boxes), self.batch):
+            chunk = boxes[start:start + self.batch]
+            t0 = time.perf_counter()
+            crop_regions(image, chunk, self.spec.input_size, self.spec.padding, self.spec.mean, out=self._buf)
+            self._x[:] = self._buf  # waits until the previous batch's conv has read it
+            t1 = time.perf_counter()
+            y = self.convs(self._x)
+            y.wait_to_read()
+            t2 = time.perf_counter()
+            self.timer.add("crop_s", t1 - t0)
+            self.timer.net_s += t2 - t1
+            outs.append(y[:len(chunk)] if len(chunk) < self.batch else y)
+        if not outs:
+            return mx.nd.zeros((0, self.spec.feat_dim), ctx=self.ctx)
+        return outs[0] if len(outs) == 1 else mx.nd.concat(*outs, dim=0)
+
+
+class RoIFeatures:
+    """Fast mode: one conv1-3 pass per planned region, every box pooled with RoIAlign."""
+
+    BUCKET_CELLS = 4  # region sides rounded up to 4 conv3 cells (64 px): few shapes, compiled once
+
+    def __init__(self, trunk: Trunk, max_side: int, ctx, timer: Timer, stride: int = 8):
+        self.spec: NetSpec = trunk.spec
+        roi.check_spec(self.spec)
+        self.stride = int(stride)
+        self.maps = FeatureMap(trunk.convs, self.stride)
+        # Region sizes change from frame to frame: a cached graph re-plans per shape (no static_shape).
+        self.maps.hybridize()
+        self.max_side = int(max_side)
+        self.ctx = ctx
+        self.timer = timer
+        self._cache: list[tuple[roi.Region, mx.nd.NDArray]] = []
+        self.regions_run = 0  # conv passes so far (a benchmark figure)
+        self.region_px = 0  # region pixels pushed through the convs so far
+
+    def new_image(self) -> None:
+        """Forget the previous image's maps (the tracker calls this once per frame)."""
+        self._cache = []
+
+    def window(self, anchor, image_size) -> tuple[float, float, float, float]:
+        """The image rectangle (x, y, w, h) whose anchor-sized boxes all fit in one region around
+        `anchor`: where fast mode draws whole-image negatives when the image is larger than that."""
+        return roi.window(anchor, self.spec, self.max_side, image_size)
+
+    def _map_for(self, image: np.ndarray, region: roi.Region) -> tuple[roi.Region, mx.nd.NDArray]:
+        for have, fmap in self._cache:
+            if have.contains(region):
+                return have, fmap
+        t0 = time.perf_counter()
+        pixels = roi.warp_region(image, region, self.spec.mean)
+        x = mx.nd.array(pixels.transpose(2, 0, 1)[None], ctx=self.ctx, dtype=np.float32)
+        t1 = time.perf_counter()
+        fmap = self.maps(x)
+        fmap.wait_to_read()
+        self.timer.add("crop_s", t1 - t0)
+        self.timer.net_s += time.perf_counter() - t1
+        self.regions_run += 1
+        self.region_px += region.width * region.height
+        self._cache.append((region, fmap))
+        return region, fmap
+
+    def __call__(self, image: np.ndarray, groups: list) -> list[mx.nd.NDArray]:
+        groups = [(_as_boxes(b), _as_boxes(a)[0]) for b, a in groups]
+        out: list = [None] * len(groups)
+        live = [i for i, (b, _) in enumerate(groups) if len(b)]
+        for i in set(range(len(groups))) - set(live):
+            out[i] = mx.nd.zeros((0, self.spec.feat_dim), ctx=self.ctx)
+        regions, owner = roi.plan([groups[i] for i in live], self.spec, self.max_side, self.stride)
+        for r_index, region in enumerate(regions):
+            region = region.bucketed(self.BUCKET_CELLS, self.max_side)
+            mine = [live[k] for k, o in enumerate(owner) if o == r_index]
+            have, fmap = self._map_for(image, region)
+            sizes = [len(groups[i][0]) for i in mine]
+            t0 = time.perf_counter()
+            rois = np.concatenate([roi.rois(groups[i][0], have, self.spec) for i in mine])
+            pooled = roi.pool(mx.nd, fmap, mx.nd.array(rois, ctx=self.ctx), self.spec)
+            pooled.wait_to_read()
+            self.timer.net_s += time.perf_counter() - t0
+            for i, f in zip(mine, split_rows(pooled, sizes)):
+                out[i] = f
+        return out
