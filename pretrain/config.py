@@ -45,6 +45,8 @@ class ModelConfig:
     conv_channels: tuple[int, int, int] = opt((96, 256, 512), "conv1-3 output channels (VGG-M: 96, 256, 512)")
     fc_width: int = opt(512, "fc4 / fc5 width (VGG-M MDNet: 512)")
     dropout: float = opt(0.5, "dropout after fc4 and fc5")
+    mode: str = opt("exact", "exact: every sample cropped to 107x107 and run through conv1-3 (MDNet) | fast: one region per frame through conv1-3, every sample and the whole mining pool pooled from its conv3 map with RoIAlign (RT-MDNet; online/roi.py), so a large mining.pool costs little")
+    max_region: int = opt(1024, "fast mode: largest region side (px at the target's scale, where the target is 75 px); a frame's region covers all its samples up to this, beyond it (centred on the target) samples read the map's edge. Bounds memory; the default samplers need at most ~850 px on OTB/VOT/UAV123 frames")
 
     def spec(self):
         from online.network import NetSpec  # imported late: the CLI sets thread counts before mxnet loads
@@ -149,7 +151,7 @@ class PretrainConfig:
     seed: int = opt(0, "base seed; data sampling and dropout of rank r use (seed, r, step)")
     data: DataConfig = opt(DataConfig(), "training data")
     outliers: OutlierConfig = opt(OutlierConfig(), "annotation outlier filter")
-    model: ModelConfig = opt(ModelConfig(), "network widths")
+    model: ModelConfig = opt(ModelConfig(), "network widths and mode (exact crops | fast RoI pooling)")
     init: InitConfig = opt(InitConfig(), "initialisation")
     sampling: SamplingConfig = opt(SamplingConfig(), "per-step samples")
     mining: MiningConfig = opt(MiningConfig(), "hard negative mining")
@@ -161,6 +163,7 @@ class PretrainConfig:
     runtime: RuntimeConfig = opt(RuntimeConfig(), "threads and debugging")
 
 
+MODES = ("exact", "fast")
 LR_SCALINGS = ("none", "linear", "sqrt")
 SCHEDULES = ("constant", "step", "cosine")
 LAYERS = ("conv1", "conv2", "conv3", "fc4", "fc5")
@@ -196,6 +199,9 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     need(cfg.val.topk >= 1, "val.topk", "must be >= 1")
     need(len(cfg.model.conv_channels) == 3 and min(cfg.model.conv_channels) >= 1 and cfg.model.fc_width >= 1,
          "model", "conv_channels needs 3 positive widths and fc_width must be positive")
+    need(cfg.model.mode in MODES, "model.mode", f"{cfg.model.mode!r} is not one of {', '.join(MODES)}")
+    # A region must hold at least one crop's worth of pixels (107 px: a 3x3 conv3 map).
+    need(cfg.model.max_region >= 107, "model.max_region", f"{cfg.model.max_region} must be >= 107 (one crop)")
     need(all(m > 0 for m in cfg.schedule.milestones), "schedule.milestones", "must be positive cycle counts")
     return cfg
 

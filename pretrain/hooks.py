@@ -106,7 +106,8 @@ class EpochEnd(HookBase):
 
 
 def validate(trainer, epoch: int, step: int) -> dict:
-    """Score held-out frames of this rank's domains with their own branch, inference mode."""
+    """Score held-out frames of this rank's domains with their own branch, inference mode, in the
+    run's model.mode (fast: every sample pooled from its frame's region map)."""
     cfg, world, log = trainer.cfg, trainer.world, trainer.log
     t0 = time.perf_counter()
     counters = M.zeros()
@@ -116,10 +117,14 @@ def validate(trainer, epoch: int, step: int) -> dict:
             continue
         # Same samples every epoch (seeded by the domain, not the step or rank): comparable.
         rng = np.random.default_rng([cfg.seed, d, _VAL_STREAM])
-        vs = validation_samples(trainer.domains[d], rng, cfg.sampling, cfg.val, trainer.spec)
+        vs = validation_samples(trainer.domains[d], rng, cfg.sampling, cfg.val, trainer.spec,
+                                mode=cfg.model.mode, max_region=cfg.model.max_region)
         if vs is None:
             continue
-        scores = trainer.model.score(vs.crops, d, cfg.mining.batch)
+        if vs.regions is not None:  # fast mode: scored the way it trains, pooled from region maps
+            scores = trainer.model.score_fast(vs.regions, vs.rois, d, cfg.mining.batch)
+        else:
+            scores = trainer.model.score(vs.crops, d, cfg.mining.batch)
         counters += M.count(scores, vs.label, vs.frame, cfg.val.topk,
                             sampled=vs.kind < 2, ranked=vs.kind == 2, in_loss=vs.kind < 2)
     elapsed = time.perf_counter() - t0

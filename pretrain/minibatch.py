@@ -18,28 +18,54 @@ step): a step's samples do not depend on which worker thread made them or when.
 Crops are stored as uint8: `crop_regions` warps uint8 frames with an integer-valued result, so the
 cast is lossless and a prefetched step takes a quarter of the memory (36 MB instead of 145 MB for
 1056 crops of 107 px).
+
+Fast mode (`model.mode: fast`, RT-MDNet's idea; geometry in online/roi.py) draws exactly the same
+boxes from the same generator, then makes no crops: each frame becomes ONE region of the image at
+the target's scale (`roi.region_scale`) that covers every box of the frame (`roi.cover`, anchored
+on the ground truth, at most `model.max_region` px per side), and every box becomes an RoI on that
+region's conv3 map (`roi.rois`, batch index = the frame's slot). Padding policy: all frames of a
+step go into one (F, 3, H, W) uint8 tensor, so every region is grown to the step's largest width
+and height (x0, y0 kept; sides are 75 + 16 k px, so the grown region stays on the lattice) BEFORE
+it is warped; the extra pixels are real image (or the mean outside the frame), never a pad value
+the network would see only in training. Memory is bounded by max_region: at most F x 3 x
+max_region^2 bytes per prepared step (8 MB at 8 frames and 1024 px; typically 4 MB).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from online import roi
 from online.boxes import iou
 from online.crops import crop_regions
 from online.sampling import SamplerSpec, sample_boxes, sample_by_iou
 
 
+MODES = ("exact", "fast")
+
+
 @dataclass
 class StepBatch:
+    """One step's samples. Exact mode: `pos`/`neg` are uint8 crops. Fast mode: `pos`/`neg` are
+    float32 RoIs (N, 5) [slot, x1, y1, x2, y2] on the conv3 maps of `regions`."""
     step: int
     domain: int
     frames: np.ndarray  # (F,) frame indices in the sequence
-    pos: np.ndarray  # (P, 3, S, S) uint8 crops
+    pos: np.ndarray  # exact: (P, 3, S, S) uint8 crops; fast: (P, 5) float32 RoIs
     pos_frame: np.ndarray  # (P,) slot 0..F-1 of the frame each positive comes from
-    neg: np.ndarray  # (M, 3, S, S) uint8 crops: the mining pool, or the negatives themselves
+    neg: np.ndarray  # exact: (M, 3, S, S) uint8 crops; fast: (M, 5) RoIs. The mining pool, or the negatives
     neg_frame: np.ndarray  # (M,)
     prep_s: float = 0.0  # worker time spent making it
+    pos_boxes: np.ndarray | None = None  # (P, 4) image boxes x, y, w, h (both modes)
+    neg_boxes: np.ndarray | None = None  # (M, 4)
+    regions: np.ndarray | None = None  # fast: (F, 3, H, W) uint8 region pixels, slot order
+    region_list: list | None = None  # fast: the F (padded) online.roi.Region of the slots
+
+    @property
+    def fast(self) -> bool:
+        return self.regions is not None
 
 
 def split_evenly(total: int, parts: int) -> np.ndarray:
@@ -104,45 +130,93 @@ def crop_u8(image: np.ndarray, boxes: np.ndarray, spec, out: np.ndarray) -> None
     out[:] = crop_regions(image, boxes, spec.input_size, spec.padding)
 
 
-def prepare_step(domain, step: int, rng: np.random.Generator, sampling, n_neg: int, spec) -> StepBatch:
-    """Frames, boxes and uint8 crops of one step (`n_neg` = pool size with mining, else neg)."""
+def region_batch(images: list, groups: list, spec, max_region: int) -> tuple[np.ndarray, list]:
+    """Fast mode's pixels for several frames: `groups[i]` = (boxes (N, 4), anchor box) of
+    `images[i]`. Each frame's region is `roi.cover` of its boxes at the anchor's scale; all are
+    grown to the largest width and height (top-left kept, so cells stay on the lattice) and warped
+    into one (F, 3, H, W) uint8 array. Returns it and the F grown Regions."""
+    regions = [roi.cover(boxes, roi.region_scale(anchor, spec), spec, max_region, anchor=anchor)
+               for boxes, anchor in groups]
+    width = max(r.width for r in regions)
+    height = max(r.height for r in regions)
+    regions = [dataclasses.replace(r, width=width, height=height) for r in regions]
+    out = np.empty((len(regions), 3, height, width), np.uint8)
+    buf = np.empty((height, width, 3), np.uint8)
+    for i, (image, region) in enumerate(zip(images, regions)):
+        roi.warp_region(image, region, out=buf)
+        out[i] = buf.transpose(2, 0, 1)
+    return out, regions
+
+
+def prepare_step(domain, step: int, rng: np.random.Generator, sampling, n_neg: int, spec,
+                 mode: str = "exact", max_region: int = 1024) -> StepBatch:
+    """Frames, boxes and samples of one step (`n_neg` = pool size with mining, else neg): uint8
+    crops (exact mode) or one region per frame and RoIs (fast mode). Both modes draw the same boxes
+    from the same generator."""
     import time
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     t0 = time.perf_counter()
+    fast = mode == "fast"
     seq = domain.sequence
     frames = pick_frames(rng, domain.train_frames, sampling.frames)
     n_pos = split_evenly(sampling.pos, len(frames))
     n_negs = split_evenly(n_neg, len(frames))
     s = spec.input_size
-    pos = np.empty((int(n_pos.sum()), 3, s, s), np.uint8)
-    neg = np.empty((int(n_negs.sum()), 3, s, s), np.uint8)
+    if not fast:
+        pos = np.empty((int(n_pos.sum()), 3, s, s), np.uint8)
+        neg = np.empty((int(n_negs.sum()), 3, s, s), np.uint8)
     pos_frame = np.repeat(np.arange(len(frames)), n_pos)
     neg_frame = np.repeat(np.arange(len(frames)), n_negs)
     p_off = n_off = 0
+    pos_boxes, neg_boxes, images, groups = [], [], [], []
     for slot, f in enumerate(frames):
         image = seq.frame(int(f))
         size = (image.shape[1], image.shape[0])
         box = seq.boxes[int(f)]
         pb = positive_boxes(rng, box, size, int(n_pos[slot]), sampling)
         nb = negative_boxes(rng, box, size, int(n_negs[slot]), sampling)
+        pos_boxes.append(pb)
+        neg_boxes.append(nb)
+        if fast:
+            images.append(image)
+            groups.append((np.concatenate([pb, nb], axis=0), box))
+            continue
         crop_u8(image, pb, spec, pos[p_off:p_off + len(pb)])
         crop_u8(image, nb, spec, neg[n_off:n_off + len(nb)])
         p_off += len(pb)
         n_off += len(nb)
+    regions = region_list = None
+    if fast:
+        regions, region_list = region_batch(images, groups, spec, max_region)
+        pos = np.concatenate([roi.rois(pb, r, spec, batch_index=k)
+                              for k, (pb, r) in enumerate(zip(pos_boxes, region_list))], axis=0)
+        neg = np.concatenate([roi.rois(nb, r, spec, batch_index=k)
+                              for k, (nb, r) in enumerate(zip(neg_boxes, region_list))], axis=0)
     return StepBatch(step=step, domain=domain.index, frames=frames, pos=pos, pos_frame=pos_frame,
-                     neg=neg, neg_frame=neg_frame, prep_s=time.perf_counter() - t0)
+                     neg=neg, neg_frame=neg_frame, prep_s=time.perf_counter() - t0,
+                     pos_boxes=np.concatenate(pos_boxes, axis=0), neg_boxes=np.concatenate(neg_boxes, axis=0),
+                     regions=regions, region_list=region_list)
 
 
 @dataclass
 class ValSamples:
-    """Held-out samples of one domain: sampled pos/neg (loss, accuracies) and tracker-like candidates."""
-    crops: np.ndarray  # (N, 3, S, S) uint8: pos, then neg, then candidates
+    """Held-out samples of one domain: sampled pos/neg (loss, accuracies) and tracker-like candidates.
+
+    Validation scores the net the way it is trained: exact mode crops every sample; fast mode
+    pools every sample from its frame's region (`crops` is None, `regions` + `rois` are set)."""
+    crops: np.ndarray | None  # (N, 3, S, S) uint8: pos, then neg, then candidates (per frame); None in fast mode
     label: np.ndarray  # (N,) 1 positive, 0 negative, -1 neither (candidate with 0.5 < IoU < 0.7)
     kind: np.ndarray  # (N,) 0 sampled positive, 1 sampled negative, 2 candidate
     frame: np.ndarray  # (N,) slot of the frame
+    regions: np.ndarray | None = None  # fast: (F, 3, H, W) uint8
+    rois: np.ndarray | None = None  # fast: (N, 5) float32 RoIs on the regions' conv3 maps
 
 
-def validation_samples(domain, rng, sampling, val, spec) -> ValSamples | None:
-    """Samples from `val.frames_per_domain` held-out frames (the first ones when there are few)."""
+def validation_samples(domain, rng, sampling, val, spec, mode: str = "exact",
+                       max_region: int = 1024) -> ValSamples | None:
+    """Samples from `val.frames_per_domain` held-out frames (the first ones when there are few);
+    the same boxes in both modes."""
     frames = np.asarray(domain.val_frames)
     if len(frames) == 0:
         return None
@@ -152,7 +226,10 @@ def validation_samples(domain, rng, sampling, val, spec) -> ValSamples | None:
     n_pos = split_evenly(sampling.pos, nf)
     n_neg = split_evenly(sampling.neg, nf)
     cand_spec = SamplerSpec("gaussian", trans=val.trans_cand, scale=val.scale_cand, min_size=sampling.min_box_size)
-    crops, label, kind, slot = [], [], [], []
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+    fast = mode == "fast"
+    crops, label, kind, slot, images, groups = [], [], [], [], [], []
     seq = domain.sequence
     for k, f in enumerate(frames):
         image = seq.frame(int(f))
@@ -164,11 +241,21 @@ def validation_samples(domain, rng, sampling, val, spec) -> ValSamples | None:
         r = iou(cb, box)
         cl = np.where(r >= sampling.overlap_pos, 1, np.where(r <= sampling.overlap_neg, 0, -1))
         boxes = np.concatenate([pb, nb, cb], axis=0)
-        out = np.empty((len(boxes), 3, spec.input_size, spec.input_size), np.uint8)
-        crop_u8(image, boxes, spec, out)
-        crops.append(out)
+        if fast:
+            images.append(image)
+            groups.append((boxes, box))
+        else:
+            out = np.empty((len(boxes), 3, spec.input_size, spec.input_size), np.uint8)
+            crop_u8(image, boxes, spec, out)
+            crops.append(out)
         label.append(np.concatenate([np.ones(len(pb)), np.zeros(len(nb)), cl]))
         kind.append(np.concatenate([np.zeros(len(pb)), np.ones(len(nb)), np.full(len(cb), 2)]))
         slot.append(np.full(len(boxes), k))
-    return ValSamples(crops=np.concatenate(crops), label=np.concatenate(label).astype(np.int64),
-                      kind=np.concatenate(kind).astype(np.int64), frame=np.concatenate(slot).astype(np.int64))
+    regions = rois = None
+    if fast:
+        regions, region_list = region_batch(images, groups, spec, max_region)
+        rois = np.concatenate([roi.rois(b, r, spec, batch_index=k)
+                               for k, ((b, _), r) in enumerate(zip(groups, region_list))], axis=0)
+    return ValSamples(crops=np.concatenate(crops) if crops else None, label=np.concatenate(label).astype(np.int64),
+                      kind=np.concatenate(kind).astype(np.int64), frame=np.concatenate(slot).astype(np.int64),
+                      regions=regions, rois=rois)

@@ -9,6 +9,16 @@ some layers from a weight file (`init.weights`, `init.layers`, MDNet: conv1-3 of
 It is seeded, and rank 0's values are broadcast anyway. A branch's initial weights come from a
 numpy generator seeded by (seed, domain index), so they do not depend on which rank owns the
 domain (the same run re-sharded starts from the same branches).
+
+Fast mode (online/roi.py) uses the same parameters through another path: `fmap` (online.network
+FeatureMap: conv1-3 of the trunk, no flatten) turns a batch of regions into conv3 maps, RoIAlign
+pools a 3x3 grid per box from them (`roi.pool`, laid out like ConvStage's flattened output), then
+the trunk's fc4-fc5 and the domain's fc6. No parameter is added or renamed (Horovod and the
+weight file match by name), so a fast-mode checkpoint exports like any other. A fast step mines on
+the whole regions' maps (`score_fast`, inference) and trains on the windows of them that its 128
+RoIs read (`window_scores`, pretrain/windows.py): the backward pass, the dearest part on CPU, then
+covers only those windows. Gradients reach conv1-3 through RoIAlign's backward (MXNet 1.9.1 has it
+on CPU and GPU; checked against finite differences, deterministic with several threads).
 """
 from __future__ import annotations
 
@@ -16,7 +26,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from online.network import NetSpec, Trunk, init_trunk, make_head, shared_params
+from online import roi
+from online.network import FeatureMap, NetSpec, Trunk, init_trunk, make_head, shared_params
+from pretrain import windows as W
 
 CONV_LAYERS = ("conv1", "conv2", "conv3")
 
@@ -26,6 +38,7 @@ class MultiDomainNet:
         """`owned`: domain index -> domain name, for the branches this rank builds."""
         self.spec, self.ctx = spec, ctx
         self.trunk = Trunk(spec)
+        self.fmap = FeatureMap(self.trunk.convs)  # fast mode: same conv parameters, map output
         self.branches: dict[int, gluon.nn.Dense] = {d: make_head(spec, f"fc6_{d}") for d in sorted(owned)}
         self.names = dict(owned)
 
@@ -42,6 +55,8 @@ class MultiDomainNet:
             head.bias.set_data(mx.nd.array(b, ctx=self.ctx))
         # static_alloc: the trunk runs at a few fixed batch shapes (training, mining, validation).
         self.trunk.hybridize(static_alloc=True)
+        # Fast mode's region size changes every step: a cached graph without static memory.
+        self.fmap.hybridize()
 
     def _load_init(self, init_cfg, log) -> None:
         from online.weights import WeightFileError, load_params_into, load_weights
@@ -89,6 +104,50 @@ class MultiDomainNet:
             x = to_input(crops_u8[i:i + batch], self.ctx)
             out.append(self(x, d))
         return mx.nd.concat(*out, dim=0).asnumpy() if len(out) > 1 else out[0].asnumpy()
+
+    # -------------------------------------------------------------------------- fast mode
+
+    def feature_maps(self, regions_u8: np.ndarray) -> mx.nd.NDArray:
+        """conv3 maps (F, C, h, w) of uint8 regions (F, 3, H, W)."""
+        return self.fmap(to_input(regions_u8, self.ctx))
+
+    def pooled(self, maps: mx.nd.NDArray, rois: np.ndarray, d: int) -> mx.nd.NDArray:
+        """Raw 2-way scores of domain d for RoIs (N, 5) on `maps`; dropout as in __call__."""
+        r = mx.nd.array(rois, ctx=self.ctx, dtype=np.float32)
+        return self.branches[d](self.trunk.fcs(roi.pool(mx.nd, maps, r, self.spec)))
+
+    def score_rois(self, maps: mx.nd.NDArray, rois: np.ndarray, d: int, batch: int) -> np.ndarray:
+        """Inference-mode scores (N, 2) of RoIs on `maps`, in batches (no autograd, no dropout)."""
+        out = []
+        with mx.autograd.pause():
+            for i in range(0, len(rois), batch):
+                out.append(self.pooled(maps, rois[i:i + batch], d))
+        return mx.nd.concat(*out, dim=0).asnumpy() if len(out) > 1 else out[0].asnumpy()
+
+    def score_fast(self, regions_u8: np.ndarray, rois: np.ndarray, d: int, batch: int) -> np.ndarray:
+        """Inference-mode scores (N, 2) of RoIs on the maps of whole uint8 regions (mining,
+        validation): conv1-3 once per region, then RoIAlign + fc4-fc6 in batches of `batch`."""
+        with mx.autograd.pause():
+            maps = self.feature_maps(regions_u8)
+        return self.score_rois(maps, rois, d, batch)
+
+    def window_scores(self, regions_u8: np.ndarray, rois: np.ndarray, d: int) -> mx.nd.NDArray:
+        """Raw scores (N, 2) of RoIs computed on the windows of the regions they read
+        (pretrain/windows.py): per frame, conv1-3 on the smallest lattice-aligned slice of its
+        region that holds every cell its RoIs sample, then RoIAlign, fc4-fc6 and fc6 of domain d
+        for all RoIs at once, in the order given. The training pass of a fast step (call it under
+        autograd.record(); dropout as in __call__); the same values as pooling from whole maps."""
+        feats, order = [], []
+        for slot, idx, win in W.frame_windows(rois, regions_u8.shape, self.spec.conv3_size):
+            maps = self.feature_maps(W.window_pixels(regions_u8, slot, win))
+            r = mx.nd.array(W.shift_rois(rois[idx], win), ctx=self.ctx, dtype=np.float32)
+            feats.append(roi.pool(mx.nd, maps, r, self.spec))
+            order.append(idx)
+        x = mx.nd.concat(*feats, dim=0) if len(feats) > 1 else feats[0]
+        order = np.concatenate(order)
+        if not np.array_equal(order, np.arange(len(order))):
+            x = mx.nd.take(x, mx.nd.array(np.argsort(order, kind="stable"), ctx=self.ctx))
+        return self.branches[d](self.trunk.fcs(x))
 
 
 def to_input(crops_u8: np.ndarray, ctx) -> mx.nd.NDArray:

@@ -2,7 +2,10 @@
 training step, and the loop that calls the hooks (pretrain/hooks.py) between steps.
 
 `run_step`: batch -> mine -> forward/backward -> allreduce -> clip -> update, returning a small
-`StepStats`. Logging, epoch metrics, validation, checkpoints and timing are hooks; which
+`StepStats`. `model.mode` picks how samples become features: exact (a 107x107 crop per sample) or
+fast (RoIs pooled from one region per frame: the pool is mined on the regions' whole conv3 maps,
+then the training pass recomputes conv1-3 under autograd on the windows its RoIs read, see
+pretrain/windows.py). The collectives, checkpoints and metrics are the same in both modes. Logging, epoch metrics, validation, checkpoints and timing are hooks; which
 collectives each issues, and in which order, is declared there and printed at start.
 
 Collectives, in the order every rank issues them (Horovod needs the same sequence everywhere):
@@ -80,6 +83,7 @@ class Pretrainer:
         self.spec = cfg.model.spec()
         self.ctx = device_for(cfg.runtime.device, world)
         self.n_neg_prepared = cfg.mining.pool if cfg.mining.enabled else cfg.sampling.neg
+        self.mode, self.max_region = cfg.model.mode, cfg.model.max_region
         self.metrics_state = {}  # epoch counters restored from a checkpoint (rank 0)
         self.start_step = 0
         self.step = 0
@@ -132,6 +136,11 @@ class Pretrainer:
         self.model.initialize(cfg.init, cfg.seed, log=self.info)
         self.model.set_lr_mults(cfg.optim.lr_mult_conv, cfg.optim.lr_mult_fc, cfg.optim.lr_mult_branch)
         self.shared = self.model.shared_params()
+        if self.mode == "fast":
+            self.info(f"model: fast mode: one region per frame (at most {self.max_region} px a side) through "
+                      f"conv1-3, every sample pooled from its conv3 map with RoIAlign (online/roi.py)")
+        else:
+            self.info("model: exact mode: every sample cropped to 107x107 and run through conv1-3")
         self.shared_trainer = shared_trainer(self.shared, cfg.optim)
         self.branch_trainers = {d: branch_trainer(self.model.branch_params(d), cfg.optim) for d in self.owned}
         self.lr_scale = world_lr_scale(cfg.optim.lr_scaling, world.size)  # Horovod: scale the shared lr
@@ -212,7 +221,8 @@ class Pretrainer:
         # Runs in a worker thread: a pure function of (seed, rank, step).
         d = self.planner.domain(step)
         rng = np.random.default_rng([self.cfg.seed, self.world.rank, step, _DATA_STREAM])
-        return prepare_step(self.domains[d], step, rng, self.cfg.sampling, self.n_neg_prepared, self.spec)
+        return prepare_step(self.domains[d], step, rng, self.cfg.sampling, self.n_neg_prepared, self.spec,
+                            mode=self.mode, max_region=self.max_region)
 
     # ======================================================================== the step
 
@@ -232,20 +242,34 @@ class Pretrainer:
         d = batch.domain
 
         # Hard negative mining: score the pool with the current weights in inference mode (no
-        # autograd recording, so dropout is off), keep the hardest.
+        # autograd recording, so dropout is off), keep the hardest. Fast mode: conv1-3 once per
+        # region, every pool RoI pooled from the maps.
         t1 = time.perf_counter()
         neg, neg_frame = batch.neg, batch.neg_frame
         if cfg.mining.enabled:
-            hard = select_hardest(self.model.score(batch.neg, d, cfg.mining.batch)[:, 1], cfg.sampling.neg)
+            if batch.fast:
+                pool_scores = self.model.score_fast(batch.regions, batch.neg, d, cfg.mining.batch)
+            else:
+                pool_scores = self.model.score(batch.neg, d, cfg.mining.batch)
+            hard = select_hardest(pool_scores[:, 1], cfg.sampling.neg)
             neg, neg_frame = neg[hard], neg_frame[hard]
         t2 = time.perf_counter()
 
-        x = to_input(np.concatenate([batch.pos, neg]), self.ctx)
+        if batch.fast:
+            rois = np.concatenate([batch.pos, neg])
+
+            def forward():
+                return self.model.window_scores(batch.regions, rois, d)
+        else:
+            x = to_input(np.concatenate([batch.pos, neg]), self.ctx)
+
+            def forward():
+                return self.model(x, d)
         labels = np.concatenate([np.ones(len(batch.pos)), np.zeros(len(neg))])
         lr = self.set_lr(step, d)
         mx.random.seed(step_seed(cfg.seed, self.world.rank, step, _DROPOUT_STREAM))  # dropout masks
         with autograd.record():
-            scores = self.model(x, d)
+            scores = forward()
             loss = mdnet_loss(mx.nd, scores, mx.nd.array(labels, ctx=self.ctx)).mean()
         loss.backward()
         mx.nd.waitall()

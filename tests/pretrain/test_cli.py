@@ -32,3 +32,4 @@ def test_missing_data_root_exit_2(tmp_path, capsys, tiny_config):
 def test_help_lists_config_keys():
     text = build_parser().format_help()
     assert "mining.pool" in text and "optim.lr_scaling" in text
+    assert "model.mode = 'exact'" in text and "RoIAlign" in text and "model.max_region = 1024" in text

@@ -1,5 +1,6 @@
 """Real 2-rank Horovod runs (Gloo on CPU): identical shared weights, per-rank branches, exact resume,
-resume on another number of ranks, and the single-process fallback."""
+resume on another number of ranks, and the single-process fallback. The bit-identical, resume and
+logs/metrics tests also run in fast mode (model.mode=fast: RoIs pooled from region maps)."""
 import json
 import shutil
 
@@ -14,16 +15,35 @@ def _dump(run, rank):
         return {k: z[k] for k in z.files}
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory, synth_root, tiny_config, run_pretrain):
-    """2 ranks, 2 cycles (6 domains -> 3 steps per cycle -> 6 steps), uninterrupted."""
-    d = tmp_path_factory.mktemp("straight")
-    cfg = tiny_config(d / "cfg.yaml", [synth_root])
+MODES = ("exact", "fast")
+
+
+def _straight_run(tmp_path_factory, synth_root, tiny_config, run_pretrain, mode):
+    d = tmp_path_factory.mktemp(f"straight-{mode}")
+    cfg = tiny_config(d / "cfg.yaml", [synth_root], model={"mode": mode})
     run_pretrain(2, "--config", cfg, "--out", d / "run")
     return d / "run"
 
 
-def test_shared_weights_bit_identical_across_ranks(straight):
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, synth_root, tiny_config, run_pretrain):
+    """2 ranks, 2 cycles (6 domains -> 3 steps per cycle -> 6 steps), uninterrupted."""
+    return _straight_run(tmp_path_factory, synth_root, tiny_config, run_pretrain, "exact")
+
+
+@pytest.fixture(scope="module")
+def straight_fast(tmp_path_factory, synth_root, tiny_config, run_pretrain):
+    """The same run in fast mode."""
+    return _straight_run(tmp_path_factory, synth_root, tiny_config, run_pretrain, "fast")
+
+
+def _run_of(request, mode):
+    return request.getfixturevalue("straight" if mode == "exact" else "straight_fast")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_shared_weights_bit_identical_across_ranks(request, mode):
+    straight = _run_of(request, mode)
     r0, r1 = _dump(straight, 0), _dump(straight, 1)
     shared = sorted(k for k in r0 if k.startswith("shared:"))
     assert len(shared) == 10  # conv1..fc5 weight + bias
@@ -43,8 +63,11 @@ def test_each_rank_has_its_own_branches(straight):
     assert "sharding: rank 0: 3 domains" in log and "sharding: rank 1: 3 domains" in log
 
 
-def test_logs_and_metrics_files(straight):
+@pytest.mark.parametrize("mode", MODES)
+def test_logs_and_metrics_files(request, mode):
+    straight = _run_of(request, mode)
     log = (straight / "log.txt").read_text()
+    assert f"model: {mode} mode" in log
     for name in ("Loss", "PR", "RR", "TrackTopKAcc", "PosAcc", "NegAcc"):
         assert f"Epoch[1] Train-{name}=" in log and f"Epoch[1] Validation-{name}=" in log
     assert "Epoch[1] Time cost=" in log and "world 2 rank(s) via horovod" in log
@@ -57,14 +80,16 @@ def test_logs_and_metrics_files(straight):
     assert timing["world_size"] == 2 and 0 <= timing["data_fraction"] < 1
 
 
-def test_resume_after_stop_is_bit_identical(straight, tmp_path, synth_root, tiny_config, run_pretrain):
-    cfg = tiny_config(tmp_path / "cfg.yaml", [synth_root])
+@pytest.mark.parametrize("mode", MODES)
+def test_resume_after_stop_is_bit_identical(request, mode, tmp_path, synth_root, tiny_config, run_pretrain):
+    straight = _run_of(request, mode)
+    cfg = tiny_config(tmp_path / "cfg.yaml", [synth_root], model={"mode": mode})
     run = tmp_path / "run"
     run_pretrain(2, "--config", cfg, "--out", run, "--set", "train.stop_at_step=3")  # stops mid-cycle 1
     assert ckpt.find_latest(run).name == ckpt.ckpt_name(3)
     assert not (run / "checkpoints" / ckpt.ckpt_name(6)).exists()
     proc = run_pretrain(2, "--out", run, "--resume")
-    assert "starting at step 3" in proc.stdout
+    assert "starting at step 3" in proc.stdout and f"model: {mode} mode" in proc.stdout
     for rank in (0, 1):
         a, b = _dump(straight, rank), _dump(run, rank)
         assert sorted(a) == sorted(b)
@@ -90,3 +115,17 @@ def test_resume_on_another_number_of_ranks(straight, tmp_path, run_pretrain):
     dump = _dump(run, 0)
     assert len([k for k in dump if k.startswith("branch:")]) == 12
     assert all(np.all(np.isfinite(v)) for v in dump.values())
+
+
+def test_fast_checkpoint_exports_a_tracker_weight_file(straight_fast, tmp_path):
+    # The same shared parameters as exact mode: the weight file loads like any other; its
+    # provenance records the mode the trunk was trained in.
+    from online.weights import load_weights
+    from tools.export import export
+    export(straight_fast, tmp_path / "w.h5")
+    wf = load_weights(tmp_path / "w.h5")
+    dump = _dump(straight_fast, 0)
+    assert sorted(wf.params) == sorted(k.split(":")[1] for k in dump if k.startswith("shared:"))
+    for n, v in wf.params.items():
+        assert np.array_equal(v, dump[f"shared:{n}"]), n
+    assert wf.provenance["config"]["model"]["mode"] == "fast"
