@@ -89,6 +89,7 @@ class CropFeatures:
             y.wait_to_read()
             t2 = time.perf_counter()
             self.timer.add("crop_s", t1 - t0)
+            self.timer.add("conv_s", t2 - t1)
             self.timer.net_s += t2 - t1
             outs.append(y[:len(chunk)] if len(chunk) < self.batch else y)
         if not outs:
@@ -134,8 +135,10 @@ class RoIFeatures:
         t1 = time.perf_counter()
         fmap = self.maps(x)
         fmap.wait_to_read()
+        t2 = time.perf_counter()
         self.timer.add("crop_s", t1 - t0)
-        self.timer.net_s += time.perf_counter() - t1
+        self.timer.add("conv_s", t2 - t1)
+        self.timer.net_s += t2 - t1
         self.regions_run += 1
         self.region_px += region.width * region.height
         self._cache.append((region, fmap))
@@ -158,6 +161,7 @@ class RoIFeatures:
             pooled = roi.pool(mx.nd, fmap, mx.nd.array(rois, ctx=self.ctx), self.spec)
             pooled.wait_to_read()
             self.timer.net_s += time.perf_counter() - t0
+            self.timer.add("pool_s", time.perf_counter() - t0)
             for i, f in zip(mine, split_rows(pooled, sizes)):
                 out[i] = f
         return out

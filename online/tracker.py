@@ -228,6 +228,7 @@ class _Target:
             net += t2 - t1
         self.timer.net_s += net
         self.timer.add("train_host_s", host)
+        self.timer.add("train_s", net + host)  # all of online training (first frame and updates)
 
     # --- the tracking steps ---
     def initialize(self, box, size, feats: dict):

@@ -155,6 +155,9 @@ def _time_run(trunk, cfg, ctx, seed, seq, inits, n) -> dict:
         "fps": per / total,
         "decode_s_per_frame": float(run.decode_s[1:].sum()) / per,
         "parts_s_per_frame": {k: v / per for k, v in run.parts_s.items()},
+        # Each failed frame triggers a short-term update (maxiter_update iterations): the main
+        # reason one sequence runs slower than another with the same tracker.
+        "failed_frames": int((~run.success[1:n]).sum()),
     }
     feats = tracker.features
     if hasattr(feats, "regions_run"):

@@ -248,8 +248,9 @@ def _edge_sequence(tmp_path, edge: str, frames: int = 6):
     return seq
 
 
+@pytest.mark.parametrize("mode", ["exact", "fast"])
 @pytest.mark.parametrize("edge", ["left", "right", "top", "bottom"])
-def test_target_half_outside_the_first_frame_initialises_and_tracks(tmp_path, edge):
+def test_target_half_outside_the_first_frame_initialises_and_tracks(tmp_path, edge, mode):
     """MDNet keeps sample centres in the image, boxes may cross the border: a target half out of
     frame gets its 500 positives (the old whole-box clamp raised 'no first-frame pos samples'), the
     candidates reach past the border, and the tracker follows it."""
@@ -257,7 +258,7 @@ def test_target_half_outside_the_first_frame_initialises_and_tracks(tmp_path, ed
 
     seq = read_sequence(_edge_sequence(tmp_path, edge))
     trunk, _ = build_trunk("random:0", spec=NetSpec(conv_channels=(16, 32, 64), fc_width=64))
-    cfg = TrackerConfig()  # the reference config: FAST's 5 first-frame iterations are too few here
+    cfg = TrackerConfig(mode=mode)  # the reference config: FAST's 5 first-frame iterations are too few here
     tracker = MultiTracker(trunk, cfg, seed=0)
     run = track_sequence(tracker, seq)
     target = tracker.targets[0]
