@@ -20,8 +20,9 @@ from online.config import ConfigError, opt
 @dataclass(frozen=True)
 class DataConfig:
     roots: tuple[str, ...] = opt((), "dataset roots; every sequence found under them (online.readers.discover) is one domain")
+    packs: tuple[str, ...] = opt((), "dataset packs (POOL.h5 written by `mdnet-data pack`): every sequence in them is one domain, named as when read from its folder; read after data.roots, both may be given; exclude and exclude_overlap apply the same way")
     exclude: tuple[str, ...] = opt((), "sequence names to leave out (e.g. sequences that are also in the test benchmark)")
-    exclude_overlap: tuple[str, ...] = opt((), "test-benchmark roots: leave out training sequences whose name matches one there (case and trailing digits ignored, e.g. VOT bolt1 ~ OTB Bolt)")
+    exclude_overlap: tuple[str, ...] = opt((), "test-benchmark roots or packs: leave out training sequences whose name matches one there (case and trailing digits ignored, e.g. VOT bolt1 ~ OTB Bolt)")
     max_domains: int = opt(0, "use only the first N domains found (0 = all); for smoke runs")
     val_fraction: float = opt(0.2, "last fraction of every sequence's frames held out for validation (MDNet author: 0.2)")
     min_train_frames: int = opt(2, "domains with fewer usable training frames are dropped (logged)")

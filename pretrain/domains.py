@@ -2,8 +2,11 @@
 
 Stage one of the data path (reader -> sampler -> crops): `find_domains` reads every sequence under
 the configured roots through `online.readers` (no frame is decoded except each sequence's first,
-which the readers decode once for its size) and gives each a stable index and name. The list is
-the same on every rank, in the same order, which is what makes sharding and branch names agree.
+which the readers decode once for its size), then every sequence in the configured packs (written
+by `mdnet-data pack`; nothing is decoded), and gives each a stable index and name. A packed
+sequence keeps the name and root name its folder gave, so a domain is named the same whether it
+is read from folders or from a pack. The list is the same on every rank, in the same order, which
+is what makes sharding and branch names agree.
 
 `prepare_domain` then finishes a domain on the rank that owns it: the outlier filter
 (pretrain/outliers.py) and the split into training frames (the first 1 - val_fraction of the
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from online.readers import discover, find_sequences
+from online.readers.pack import is_pack_file, read_pack_entries
 from online.sequence import DataError, Sequence
 from pretrain.outliers import describe_counts, find_outliers
 
@@ -52,23 +56,41 @@ def split_point(n: int, val_fraction: float) -> int:
     return n - int(math.floor(n * val_fraction + 1e-9))
 
 
+def _names_under(root: str) -> list[str]:
+    # A pack's sequences by name (nothing is decoded); a folder's by its sequence folders' names.
+    if is_pack_file(Path(root)):
+        return [s.name for _, s in read_pack_entries(root)]
+    return [ref.path.name for ref in find_sequences(root)]
+
+
 def find_domains(cfg, log=None) -> list[Domain]:
-    """All domains under `cfg.roots` (a DataConfig), in a fixed order, indexed 0..K-1."""
-    if not cfg.roots:
-        raise DataError("data.roots is empty: list at least one dataset root in the config "
-                        "(or --set data.roots=[DIR])")
+    """All domains under `cfg.roots` and in `cfg.packs` (a DataConfig), in a fixed order, indexed 0..K-1."""
+    packs = tuple(cfg.packs)
+    if not cfg.roots and not packs:
+        raise DataError("data.roots and data.packs are empty: list at least one dataset root or pack "
+                        "in the config (or --set data.roots=[DIR] / data.packs=[POOL.h5])")
     seqs: list[tuple[str, Sequence]] = []
     for root in cfg.roots:
         found = discover(root)
         if log:
             log(f"data: {root}: {len(found)} sequences")
         seqs.extend((Path(root).name, s) for s in found)
+    for pack in packs:
+        if not is_pack_file(Path(pack)):
+            raise DataError(f"data.packs: {pack} is not a pack (an .h5 file written by mdnet-data pack)"
+                            if Path(pack).exists() else f"data.packs: {pack}: no such file")
+        # Each packed sequence carries the folder name of the root it was packed from, which is
+        # what a folder root contributes below when two sequences share a name.
+        found = read_pack_entries(pack)
+        if log:
+            log(f"data: {pack}: {len(found)} sequences (pack)")
+        seqs.extend(found)
     excluded = set(cfg.exclude)
     seqs = [(r, s) for r, s in seqs if s.name not in excluded]
     if cfg.exclude_overlap:
         # Training on a test sequence would inflate the benchmark; matching by normalised name is
         # deliberately loose (it may drop a few extra sequences, never keep an overlapping one).
-        test_names = {overlap_key(ref.path.name) for root in cfg.exclude_overlap for ref in find_sequences(root)}
+        test_names = {overlap_key(n) for root in cfg.exclude_overlap for n in _names_under(root)}
         dropped = [s.name for _, s in seqs if overlap_key(s.name) in test_names]
         seqs = [(r, s) for r, s in seqs if overlap_key(s.name) not in test_names]
         if log:
@@ -86,13 +108,14 @@ def find_domains(cfg, log=None) -> list[Domain]:
     for root_name, s in seqs:
         name = s.name if counts[s.name] == 1 else f"{s.name}@{root_name}"
         if name in seen:
-            raise DataError(f"two sequences named {s.name!r} under roots named {root_name!r}; "
-                            f"rename one or list it in data.exclude")
+            raise DataError(f"two sequences named {s.name!r} under roots named {root_name!r} (a root "
+                            f"listed twice, or also packed in data.packs?); rename one or list it "
+                            f"in data.exclude")
         seen.add(name)
         domains.append(Domain(index=len(domains), name=name, sequence=s,
                               split=split_point(len(s), cfg.val_fraction)))
     if not domains:
-        raise DataError(f"no annotated sequences under {list(cfg.roots)}")
+        raise DataError(f"no annotated sequences under {list(cfg.roots) + list(packs)}")
     return domains
 
 

@@ -333,5 +333,5 @@ class Pretrainer:
             step=step, world_size=self.world.size, steps_per_cycle=self.steps_per_cycle,
             total_steps=self.total_steps, domains=[d.name for d in self.domains],
             shards={str(r): [self.domains[i].name for i in s] for r, s in enumerate(self.shards)},
-            datasets=list(self.cfg.data.roots), spec=self.spec.to_dict(), seed=self.cfg.seed,
+            datasets=list(self.cfg.data.roots) + list(self.cfg.data.packs), spec=self.spec.to_dict(), seed=self.cfg.seed,
             config=config_to_dict(self.cfg))

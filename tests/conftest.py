@@ -18,3 +18,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"real test data missing: expected {SHARED_DATA} (shared/data beside the repository)")
     return SHARED_DATA
+
+
+SHARED_POOL = REPO_ROOT.parent / "shared" / "pool"
+
+
+@pytest.fixture(scope="session")
+def shared_pool() -> Path:
+    # The real pretraining pool (../shared/pool/README.md): fail rather than skip, as above.
+    if not SHARED_POOL.is_dir():
+        pytest.fail(f"real pool data missing: expected {SHARED_POOL} (shared/pool beside the repository)")
+    return SHARED_POOL

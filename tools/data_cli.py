@@ -1,7 +1,8 @@
 """`mdnet-data`: look at tracking data before training on it, and make synthetic data.
 
-    mdnet-data index ROOT... [--json]     what the readers find under each root
-    mdnet-data synth --out DIR [...]      write synthetic OTB-layout sequences
+    mdnet-data index ROOT... [--json] [--verify]   what the readers find under each root (or pack)
+    mdnet-data pack ROOT... --out POOL.h5           every sequence under the roots -> one HDF5 pack
+    mdnet-data synth --out DIR [...]               write synthetic OTB-layout sequences
 
 Arguments are parsed in `run()` only; `main(args)` takes the parsed namespace so tests and other
 tools call it in-process.
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from online.readers import check_frames, find_sequences, load, registry
+from online.readers.pack import PackFrames, verify_sequence
 from online.sequence import DataError
 
 
@@ -33,11 +35,20 @@ def _describe(seq) -> dict:
     }
 
 
-def index(roots: list[str]) -> tuple[list[dict], int]:
+def _verify(seq) -> None:
+    if isinstance(seq.frames, PackFrames):
+        verify_sequence(seq)  # every byte against the checksums stored when packing
+    else:
+        for i in range(len(seq.frames)):  # a folder has no checksums: decode every frame
+            seq.frames[i]
+
+
+def index(roots: list[str], verify: bool = False) -> tuple[list[dict], int]:
     """Describe every sequence under the roots; returns (rows, number of sequences with errors).
 
     A sequence that fails to load or whose first/last frame does not decode becomes a row with an
     `error` instead of stopping the whole index: a large dataset is best checked in one pass.
+    With `verify`, every frame is checked too (a pack: checksums; a folder: decoded).
     """
     rows, errors = [], 0
     for root in roots:
@@ -54,6 +65,8 @@ def index(roots: list[str]) -> tuple[list[dict], int]:
                 try:
                     w, h = check_frames(seq)
                     row["size"] = [w, h]
+                    if verify:
+                        _verify(seq)
                 except DataError as e:
                     row["error"] = str(e)
                     errors += 1
@@ -78,7 +91,7 @@ def _print_table(rows: list[dict], out) -> None:
 
 def _cmd_index(args, out) -> int:
     try:
-        rows, errors = index(args.roots)
+        rows, errors = index(args.roots, verify=args.verify)
     except DataError as e:
         print(f"mdnet-data index: error: {e}", file=sys.stderr)
         return 2
@@ -90,6 +103,22 @@ def _cmd_index(args, out) -> int:
     if errors:
         print(f"mdnet-data index: {errors} sequence(s) with errors", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_pack(args, out) -> int:
+    from tools.pack import write_pack  # imported here: h5py is not needed to index folders
+    if args.frames < 0:
+        print("mdnet-data pack: error: --frames must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        write_pack(args.out, args.roots, frames=args.frames, log=lambda line: print(line, file=out, flush=True))
+    except DataError as e:
+        print(f"mdnet-data pack: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the output folder is missing or not writable, the disk is full, ...
+        print(f"mdnet-data pack: error: cannot write {args.out}: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -130,7 +159,7 @@ def _formats_help() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mdnet-data",
-        description="Inspect tracking datasets and write synthetic sequences.")
+        description="Inspect tracking datasets, pack them into one HDF5 file, and write synthetic sequences.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # Raw formatting keeps the format table's lines; the prose is wrapped here instead.
@@ -140,17 +169,46 @@ def build_parser() -> argparse.ArgumentParser:
         description=textwrap.fill(
             "Find every sequence under each ROOT (a sequence folder; a benchmark root such as "
             "OTB, DTB70, UAV123, LaSOT, or a folder of such roots; a VOT or GOT-10k root with "
-            "list.txt; an ImageNet-VID root with Annotations/VID) and print, per sequence: name, "
-            "format, frame files on disk, annotated frames (usable box), absent frames, and "
-            "problems noticed while reading. The first and last frame of each sequence are "
-            "decoded as a check. Exit status: 0 all good, 1 some sequences have errors (listed), "
-            "2 a root is missing or holds no sequences.", width=88),
+            "list.txt; an ImageNet-VID root with Annotations/VID; a pack POOL.h5 written by "
+            "mdnet-data pack) and print, per sequence: name, format, frame files on disk, "
+            "annotated frames (usable box), absent frames, and problems noticed while reading. "
+            "The first and last frame of each sequence are decoded as a check (--verify: every "
+            "frame). Exit status: 0 all good, 1 some sequences have errors (listed), 2 a root is "
+            "missing or holds no sequences.", width=88),
         epilog=_formats_help())
     pi.add_argument("roots", nargs="+", metavar="ROOT", help="dataset root or sequence folder")
     pi.add_argument("--json", action="store_true",
                     help="print a JSON list with, per sequence: name, format, path, frames, "
                          "gt_lines, annotated, absent, has_groundtruth, problems, size [w, h] "
                          "(and error, where reading failed)")
+    pi.add_argument("--verify", action="store_true",
+                    help="check every frame, not only the first and last: in a pack, recompute "
+                         "every sequence's sha256 and every frame's CRC (reads every byte, decodes "
+                         "nothing); in a folder, decode every frame")
+
+    pp = sub.add_parser(
+        "pack", help="pack the sequences under dataset roots into one HDF5 file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Read every sequence under each ROOT (any root mdnet-data index takes, a pack "
+            "included) with the same readers the pretraining uses and write them all to one HDF5 "
+            "file: per sequence its frame files' bytes unchanged (not re-encoded: frames decode "
+            "to the same pixels), the reader's boxes and absent flags, frame file names, name, "
+            "format, source folder, problems, and checksums (sha256 per sequence, crc32 per "
+            "frame, checked on every read). Put the pack on shared storage instead of the many "
+            "small files, and list it under data.packs in the pretraining config. Frames are not "
+            "decoded (only each sequence's first, for its size): a corrupt frame file is stored as "
+            "it is and fails when read, as it does from the folder (mdnet-data index --verify "
+            "on the folders first decodes every frame). The file is written under a temporary "
+            "name beside POOL.h5 and renamed when complete, replacing an existing POOL.h5. Exit "
+            "status: 0 written; 2 a root is missing or holds no sequences, a sequence cannot be "
+            "read, or the file cannot be written (nothing is written).", width=88),
+        epilog="layout of the file: see online/readers/pack.py")
+    pp.add_argument("roots", nargs="+", metavar="ROOT", help="dataset root, sequence folder or pack")
+    pp.add_argument("--out", required=True, type=Path, metavar="POOL.h5", help="the pack to write")
+    pp.add_argument("--frames", type=int, default=0, metavar="N",
+                    help="keep only the first N frames of every sequence (0 = all, the default); "
+                         "for small packs in smoke runs")
 
     ps = sub.add_parser(
         "synth", help="write synthetic OTB-layout sequences",
@@ -165,11 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--size", type=_parse_size, default=(192, 144), metavar="WxH",
                     help="frame size in pixels, at least 48x48 (default 192x144)")
     ps.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    # A `pack` subcommand (sequences -> one HDF5 file of JPEG bytes + boxes) will be added here.
     return p
 
 
-COMMANDS = {"index": _cmd_index, "synth": _cmd_synth}
+COMMANDS = {"index": _cmd_index, "pack": _cmd_pack, "synth": _cmd_synth}
 
 
 def main(args: argparse.Namespace, out=None) -> int:

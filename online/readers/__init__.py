@@ -10,6 +10,7 @@ registers a `Format` for each layout (registry.py); the functions here ask the r
 | got10k.py | got10k | `groundtruth.txt` + `absence.label` / `cover.label`, frames in the folder |
 | vot.py | vot | `groundtruth.txt` polygons or boxes + `color/`, `img/` or the folder |
 | imagenet_vid.py | imagenet-vid | `Annotations/VID/.../*.xml` + `Data/VID/...`, one Sequence per track |
+| pack.py | pack | one HDF5 file of many sequences written by `mdnet-data pack` (each keeps its own format) |
 | video.py, folder.py | video, image-folder | none: the caller gives the initial box |
 | common.py | - | the shared parsing, frame listing, box checks and Sequence building |
 
@@ -43,12 +44,15 @@ from .registry import Format, formats
 # another comes first. LaSOT and GOT-10k add flag files to VOT's groundtruth.txt, so both precede
 # VOT; the OTB family and ImageNet-VID share no file with the others. Formats without ground truth
 # (video, image-folder) are tried last whatever their place.
-from . import otb, lasot, got10k, vot, imagenet_vid, video, folder  # noqa: F401  (importing registers them)
+# A pack is a file, which no folder format claims, so its place only decides where `mdnet-data
+# index --help` lists it.
+from . import otb, lasot, got10k, vot, imagenet_vid, pack, video, folder  # noqa: F401  (importing registers them)
 from .folder import read_image_folder
 from .got10k import read_got10k
 from .imagenet_vid import read_imagenet_vid
 from .lasot import read_lasot
 from .otb import read_dtb70, read_otb, read_uav123
+from .pack import read_pack
 from .video import VIDEO_EXTS, VideoFrames, read_video
 from .vot import read_vot
 
@@ -56,7 +60,7 @@ __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "MAX_DISCOVER_DEPTH", "Format", "SequenceRef", "VideoFrames",
     "check_frames", "detect_format", "discover", "find_sequences", "formats", "invalid_boxes",
     "list_images", "load", "read_boxes", "read_dtb70", "read_got10k", "read_image_folder",
-    "read_imagenet_vid", "read_lasot", "read_otb", "read_sequence", "read_uav123", "read_video",
+    "read_imagenet_vid", "read_lasot", "read_otb", "read_pack", "read_sequence", "read_uav123", "read_video",
     "read_vot",
 ]
 
@@ -127,13 +131,17 @@ def find_sequences(root: str | Path) -> list[SequenceRef]:
     `root` may be one sequence folder, a benchmark root (folders of sequences, nested to any
     depth up to MAX_DISCOVER_DEPTH, e.g. LaSOT's class folders), a VOT or GOT-10k root whose
     `list.txt` names its sequences (kept in list order), or a root a format knows how to walk
-    (ImageNet-VID: the folder holding Annotations/VID and Data/VID).
+    (ImageNet-VID: the folder holding Annotations/VID and Data/VID), or a file that holds many
+    sequences (a pack written by `mdnet-data pack`: one ref, `load` gives them all).
     """
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: no such folder")
     if not root.is_dir():
-        raise DataError(f"{root}: not a folder")
+        fmt = registry.detect(root)
+        if fmt is not None and fmt.read_all is not None:
+            return [SequenceRef(root, fmt.name)]
+        raise DataError(f"{root}: not a folder or a pack")
     refs: list[SequenceRef] = []
     _walk(root, refs, 0)
     if not refs:

@@ -7,6 +7,7 @@ has one.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import pkgutil
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class Expected:
     absent: list
     frame_files: list  # file names of the frames, in order (None: not image files)
     brightness: list   # mean pixel value of each frame as written
+    format: str = None  # the sequence's own format where it differs from the reader's (a pack)
 
 
 @dataclass
@@ -127,9 +129,20 @@ def ex_image_folder(tmp: Path) -> Example:
         ["frame1.png", "frame2.png", "frame10.png"], [34, 17, 0])], init_box=[3, 4, 10, 12])
 
 
+def ex_pack(tmp: Path) -> Example:
+    # A pack of two formats' examples: each sequence keeps its own format, name, boxes and frames.
+    from tools.pack import write_pack
+    srcs = [ex_otb(tmp / "src"), ex_vot(tmp / "src")]
+    pack = tmp / "pool.h5"
+    write_pack(pack, [str(ex.root) for ex in srcs], log=lambda line: None)
+    seqs = [dataclasses.replace(ex.seqs[0], format=fmt) for ex, fmt in zip(srcs, ("otb", "vot"))]
+    return Example(pack, pack, seqs)
+
+
 EXAMPLES = {
     "otb": ex_otb, "dtb70": ex_dtb70, "uav123": ex_uav123, "lasot": ex_lasot, "got10k": ex_got10k,
-    "vot": ex_vot, "imagenet-vid": ex_imagenet_vid, "video": ex_video, "image-folder": ex_image_folder,
+    "vot": ex_vot, "imagenet-vid": ex_imagenet_vid, "pack": ex_pack, "video": ex_video,
+    "image-folder": ex_image_folder,
 }
 REGISTERED = [f.name for f in registry.formats()]
 
@@ -145,7 +158,7 @@ def test_every_format_module_is_registered():
 
 
 def check(seq, fmt_name: str, exp: Expected):
-    assert (seq.format, seq.name) == (fmt_name, exp.name)
+    assert (seq.format, seq.name) == (exp.format or fmt_name, exp.name)
     np.testing.assert_array_equal(seq.boxes, np.array(exp.boxes, np.float64))
     assert seq.absent.tolist() == exp.absent
     assert len(seq) == len(seq.frames) == len(exp.absent)

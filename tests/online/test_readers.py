@@ -326,6 +326,29 @@ def test_lasot(tmp_path):
         read_lasot(tmp_path / "cat" / "cat-2")
 
 
+def test_lasot_flags_of_the_uncut_video_are_cut_to_the_ground_truth(tmp_path):
+    # A copy cut to its first frames keeps the flag files of the whole video (the pool's
+    # airplane-1: 300 lines, 2788 flags): the first values are the kept frames'.
+    d = tmp_path / "airplane" / "airplane-1"
+    write_frames(d / "img", 3, digits=8)
+    (d / "groundtruth.txt").write_text("1,1,5,5\n" * 3)
+    (d / "full_occlusion.txt").write_text("0,1,0,0,1,1")
+    (d / "out_of_view.txt").write_text("0,0,1,1,1,1")
+    seq = read_lasot(d)
+    assert seq.absent.tolist() == [False, True, True]
+    assert seq.problems == ["full_occlusion.txt has 6 values for 3 ground-truth lines: using the first 3",
+                            "out_of_view.txt has 6 values for 3 ground-truth lines: using the first 3"]
+    (d / "out_of_view.txt").write_text("0,0")
+    with pytest.raises(DataError, match=r"out_of_view.txt: 2 values but the ground truth has 3 lines"):
+        read_lasot(d)
+
+
+def test_lasot_real_cut_copy(shared_pool):
+    seq = read_lasot(shared_pool / "LaSOT" / "airplane-1")
+    assert len(seq) == seq.frames_on_disk == 300 and seq.format == "lasot"
+    assert "full_occlusion.txt has 2788 values for 300 ground-truth lines" in seq.problems[0]
+
+
 VID_XML = """<annotation><folder>x</folder><filename>{t:06d}</filename>
 <size><width>40</width><height>30</height></size>{objects}</annotation>"""
 VID_OBJ = """<object><trackid>{tid}</trackid><name>n01</name><bndbox><xmax>{x2}</xmax><xmin>{x1}</xmin>
