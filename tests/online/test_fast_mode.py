@@ -14,7 +14,7 @@ from online.readers import read_sequence
 from online.tracker import MDNetTracker, MultiTracker
 from online.tracker_config import TrackerConfig
 from online.weights import build_trunk, load_weights, save_weights
-from tests.online.test_tracker import FAST
+from tests.online.test_tracker import FAST, assert_same_as_tracked_alone
 
 SPEC = NetSpec()  # the geometry is the same at every width; the full net is used where it is cheap
 
@@ -155,14 +155,7 @@ def test_fast_multi_target_equals_single_target(synth_dir):
     first_regions = multi.features.regions_run
     got = [multi.track(seq.frame(i)) for i in range(1, n)]
     assert first_regions < len(boxes)  # the two same-size targets shared the first frame's map
-    for k in range(len(boxes)):
-        single = MDNetTracker(trunk, cfg, seed=7, target_index=k)
-        single.initialize(seq.frame(0), boxes[k])
-        for i in range(1, n):
-            r = single.track(seq.frame(i))
-            m = got[i - 1][k]
-            np.testing.assert_allclose(r.box, m.box, atol=1e-4, err_msg=f"target {k} frame {i}")
-            assert abs(r.score - m.score) <= 1e-4 and r.success == m.success
+    assert_same_as_tracked_alone(trunk, cfg, seq, boxes, got, seed=7)
 
 
 def test_an_exact_mode_weight_file_runs_in_fast_mode(tmp_path, synth_dir):
