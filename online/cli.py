@@ -33,6 +33,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from online.shipped import DEFAULT_WEIGHTS  # noqa: E402
 from online.threads import set_threads, threads_arg  # noqa: E402
 
 DEFAULT_OUT_DIR = "results"
@@ -95,8 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                "arguments, config or weights.\n\nTracker config keys (for --config YAML files and --set):\n  "
                + "\n  ".join(describe_config(TrackerConfig)))
     p.add_argument("paths", nargs="+", metavar="PATH", help="sequence folder, dataset root, image folder or video")
-    p.add_argument("--weights", required=True,
-                   help="weight file (.h5 from mdnet-export) or random:SEED for a randomly initialised trunk")
+    p.add_argument("--weights", default=None,
+                   help="weight file (.h5 from mdnet-export) or random:SEED for a randomly initialised trunk "
+                        f"(default: the shipped model {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parents[1])}, "
+                        "VGG-M widths pretrained on 22 real videos with cluster/configs/real-cpu.yaml)")
     p.add_argument("--widths", type=widths_arg, default=None, metavar="C1,C2,C3,FC",
                    help="channel widths of a random:SEED trunk (default: VGG-M 96,256,512,512); a weight "
                         "file records its own widths and must not be given others")
@@ -340,6 +343,12 @@ def main(args: argparse.Namespace) -> int:
     else:
         ctx = mx.cpu()
     spec = None
+    if args.weights is None:
+        if not DEFAULT_WEIGHTS.is_file():
+            print(f"mdnet-track: no --weights given and the shipped model {DEFAULT_WEIGHTS} is missing "
+                  "(it lives in the source tree's models/); pass --weights W.h5 or random:SEED", file=sys.stderr)
+            return 2
+        args.weights = str(DEFAULT_WEIGHTS)
     try:
         is_random = parse_random_seed(args.weights) is not None
     except WeightFileError as e:

@@ -82,6 +82,7 @@ class CheckpointMeta:
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     written: str = ""
+    code_commit: str = ""  # online.shipped.code_commit() of the code that wrote it ("" before it was recorded)
     # Derived from world_size; stored so readers (is_complete) need no code.
     files: list = field(default_factory=list)
     branch_files: list = field(default_factory=list)

@@ -27,6 +27,7 @@ from online.config import config_to_dict
 from online.head import mdnet_loss
 from online.mining import select_hardest
 from online.sequence import DataError
+from online.shipped import code_commit
 from pretrain import checkpoint as ckpt
 from pretrain import distributed as dist
 from pretrain import hooks as H
@@ -80,6 +81,7 @@ class Pretrainer:
     def __init__(self, cfg, world: dist.World, out_dir: Path, log: logging.Logger, resume_from=None):
         self.cfg, self.world, self.out, self.log = cfg, world, Path(out_dir), log
         self.resume_from = resume_from
+        self.code_commit = code_commit()  # recorded in every checkpoint, hence in exported weights
         self.spec = cfg.model.spec()
         self.ctx = device_for(cfg.runtime.device, world)
         self.n_neg_prepared = cfg.mining.pool if cfg.mining.enabled else cfg.sampling.neg
@@ -334,4 +336,4 @@ class Pretrainer:
             total_steps=self.total_steps, domains=[d.name for d in self.domains],
             shards={str(r): [self.domains[i].name for i in s] for r, s in enumerate(self.shards)},
             datasets=list(self.cfg.data.roots) + list(self.cfg.data.packs), spec=self.spec.to_dict(), seed=self.cfg.seed,
-            config=config_to_dict(self.cfg))
+            config=config_to_dict(self.cfg), code_commit=self.code_commit)

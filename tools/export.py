@@ -7,8 +7,8 @@
 Only the shared layers (conv1-fc5) are exported: the fc6 branches belong to the training
 sequences, and the tracker makes a fresh fc6 per target. The file (online/weights.py) carries the
 network spec (widths, input size, padding, mean, LRN) and a provenance record: the resolved
-pretraining config, steps and cycles done, world size, datasets, domain count, checkpoint path and
-time. `mdnet-track --weights W.h5` loads it.
+pretraining config, steps and cycles done, world size, datasets, domain count, checkpoint path,
+time and the code's git commit. `mdnet-track --weights W.h5` loads it.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def export(checkpoint, out, random_init: int | None = None) -> dict:
     """Write the weight file; returns the provenance written."""
     from online.network import Trunk, init_trunk
+    from online.shipped import code_commit
     from online.weights import params_from_trunk, save_weights
     from pretrain import checkpoint as ckpt
 
@@ -44,6 +45,10 @@ def export(checkpoint, out, random_init: int | None = None) -> dict:
         "steps": meta.step, "cycles": meta.cycle, "world_size": meta.world_size,
         "datasets": meta.datasets, "domains": len(meta.domains), "seed": meta.seed,
         "config": meta.config,
+        # The code that trained it; checkpoints written before commits were recorded carry none,
+        # and then the exporting code's commit is the best record there is (said so).
+        "commit": meta.code_commit or code_commit(),
+        "commit_source": "checkpoint" if meta.code_commit else "export",
     }
     if random_init is None:
         params, _ = ckpt.read_shared(ckpt_dir)

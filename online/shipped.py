@@ -1,0 +1,27 @@
+"""What ships with the source tree: the default weight file and the commit the code is at.
+
+No mxnet import here: `mdnet-track --help` and the CLI's argument defaults read this before the
+thread count is set.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# cluster/configs/real-cpu.yaml on ../shared/pool (README: "Real video"); mdnet-track's default.
+DEFAULT_WEIGHTS = REPO / "models" / "mdnet-real-cpu.h5"
+
+
+def code_commit() -> str:
+    """The git commit of this source tree, '+dirty' when tracked files differ from it;
+    'unknown' outside a git checkout (an installed wheel)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
