@@ -40,6 +40,16 @@ DEFAULT_OUT_DIR = "results"
 PROTOCOLS = ("ope", "vot")  # online.track_loop.PROTOCOLS; a test keeps the two equal
 
 
+class OutputError(ValueError):
+    """An output file or folder cannot be written; the message names it."""
+
+
+def os_problem(e: OSError) -> str:
+    """`FILE: reason` of an OSError, one line (its str() repeats the errno and quotes the name)."""
+    name = e.filename if e.filename is not None else "?"
+    return f"{name}: {e.strerror or e}"
+
+
 def _box_arg(text: str) -> tuple:
     try:
         vals = tuple(float(v) for v in text.replace(" ", "").split(","))
@@ -207,11 +217,27 @@ def _open_video(path: Path, size, fps: float = 20.0):
     import cv2
 
     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"--save-video {path}: cannot create its folder ({os_problem(e)})") from None
     writer = cv2.VideoWriter(str(path), fourcc, fps, tuple(int(v) for v in size))
     if not writer.isOpened():
-        raise RuntimeError(f"{path}: OpenCV cannot write this video (try a .avi file name)")
+        raise OutputError(f"--save-video {path}: OpenCV cannot write a video with this name "
+                          f"(use .avi (MJPG) or .mp4 (mp4v) in a writable folder)")
     return writer
+
+
+def check_video_path(path: Path) -> None:
+    """Open (and remove again) a writer on `path` before any frame is tracked: an extension OpenCV
+    has no writer for would otherwise fail only at the first frame, after the setup cost."""
+    existed = path.exists()
+    if path.is_dir():
+        raise OutputError(f"--save-video {path}: is a folder, expected a video file name such as out.avi")
+    writer = _open_video(path, (64, 48))
+    writer.release()
+    if not existed and path.exists():
+        path.unlink()
 
 
 def _draw(image, boxes, gt):
@@ -241,6 +267,11 @@ def track_one(seq, trunk, cfg, ctx, args, out_dir: Path, used_names: set, many: 
     # Metrics only when the one target started from the ground truth.
     scored = seq.has_groundtruth and (inits is None or (len(inits) == 1 and np.allclose(inits[0], seq.boxes[0])))
     n = len(seq) if args.frames is None else min(len(seq), args.frames)
+    if args.frames is not None and args.frames > len(seq) and seq.frames_on_disk > len(seq):
+        # The frames past the ground truth are not tracked: say so, naming the file to fix.
+        print(f"mdnet-track: warning: {seq.groundtruth_file or seq.path}: {len(seq)} ground-truth lines "
+              f"for {seq.frames_on_disk} frames: tracking the annotated first {len(seq)} frames only "
+              f"(--frames {args.frames} asked for more)", file=sys.stderr)
     progress = _Progress(seq.name, n, not (args.quiet or args.verbose))
     video = {"writer": None}
 
@@ -277,13 +308,16 @@ def track_one(seq, trunk, cfg, ctx, args, out_dir: Path, used_names: set, many: 
     used_names.add(name)
     k = run.boxes.shape[1]
     files = []
-    if args.protocol == "vot":
-        # Timing first: the result file is what marks the sequence done (mdnet-eval run resumes).
-        atomic_write_text(out_dir / f"{name}_time.txt", time_text(run))
-    for t in range(k):
-        path = out_dir / (f"{name}.txt" if k == 1 else f"{name}.target{t + 1}.txt")
-        atomic_write_text(path, result_text(run, t))
-        files.append(str(path))
+    try:
+        if args.protocol == "vot":
+            # Timing first: the result file is what marks the sequence done (mdnet-eval run resumes).
+            atomic_write_text(out_dir / f"{name}_time.txt", time_text(run))
+        for t in range(k):
+            path = out_dir / (f"{name}.txt" if k == 1 else f"{name}.target{t + 1}.txt")
+            atomic_write_text(path, result_text(run, t))
+            files.append(str(path))
+    except OSError as e:  # the folder became read-only, the disk is full, ...
+        raise OutputError(f"cannot write the results: {os_problem(e)}") from None
     return {"sequence": seq.name, "files": files, **run.summary(seq if scored else None)}
 
 
@@ -318,6 +352,17 @@ def _format_summary(s: dict) -> str:
                  f" ({s['frames_scored']} frames scored)")
     text += f", first frame {s['first_frame_s']:.2f}s, {s['fps']:.2f} fps after it -> {', '.join(s['files'])}"
     return text
+
+
+def write_run_info(out_dir: Path, text: str) -> None:
+    """Create OUT_DIR and write mdnet-track.yaml into it; OutputError naming what cannot be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out-dir {out_dir}: is a file, expected a folder for the results")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "mdnet-track.yaml").write_text(text)
+    except OSError as e:  # read-only, a parent that is a file, disk full, ...
+        raise OutputError(f"--out-dir {out_dir}: cannot write results there ({os_problem(e)})") from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -370,14 +415,21 @@ def main(args: argparse.Namespace) -> int:
     mx.random.seed(args.seed)  # the tracker draws from numpy generators; this covers anything else
 
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     run_info = {"config": config_to_dict(cfg), "weights": args.weights, "provenance": provenance,
                 "net": {"conv_channels": list(trunk.spec.conv_channels), "fc_width": trunk.spec.fc_width},
                 "seed": args.seed, "protocol": args.protocol, "device": str(ctx), "threads": threads,
                 "mxnet": mx.__version__,
                 "python": platform.python_version(),
                 "paths": [str(p) for p in args.paths]}
-    (out_dir / "mdnet-track.yaml").write_text(yaml.safe_dump(run_info, sort_keys=False, default_flow_style=None))
+    try:
+        # Every output is checked before the first frame: a bad folder or video name found after
+        # minutes of tracking would lose them.
+        write_run_info(out_dir, yaml.safe_dump(run_info, sort_keys=False, default_flow_style=None))
+        if args.save_video:
+            check_video_path(_video_path(args.save_video, seqs[0].name if seqs else "x", len(seqs) > 1))
+    except OutputError as e:
+        print(f"mdnet-track: {e}", file=sys.stderr)
+        return 2
     if not args.quiet:
         print(f"mdnet-track: {len(seqs)} sequence(s), weights {args.weights}, "
               f"widths {trunk.spec.conv_channels}/{trunk.spec.fc_width}, mode {cfg.mode}, device {ctx} "
@@ -389,6 +441,10 @@ def main(args: argparse.Namespace) -> int:
     for seq in seqs:
         try:
             s = track_one(seq, trunk, cfg, ctx, args, out_dir, used, many=len(seqs) > 1)
+        except OutputError as e:
+            # The results cannot be written: the next sequences would fail the same way.
+            print(f"mdnet-track: {seq.name}: {e}", file=sys.stderr)
+            return 2
         except (DataError, ValueError) as e:
             # One unreadable frame or unusable first box should not lose the other sequences'
             # results; the exit status still reports it.
@@ -413,10 +469,14 @@ def main(args: argparse.Namespace) -> int:
                   f"mean AUC {overall['auc']:.3f}, mean precision@20px {overall['precision20']:.3f}", flush=True)
     if args.summary_json:
         overall["sequences_scored"] = len(scored)
-        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_json).write_text(json.dumps(
-            {"weights": args.weights, "seed": args.seed, "protocol": args.protocol, "overall": overall,
-             "sequences": summaries, "failures": failures}, indent=1, default=float))
+        try:
+            Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.summary_json).write_text(json.dumps(
+                {"weights": args.weights, "seed": args.seed, "protocol": args.protocol, "overall": overall,
+                 "sequences": summaries, "failures": failures}, indent=1, default=float))
+        except OSError as e:
+            print(f"mdnet-track: --summary-json: cannot write {os_problem(e)}", file=sys.stderr)
+            return 2
     return 1 if failures else 0
 
 

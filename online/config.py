@@ -146,8 +146,35 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key:
         raise ConfigError(f"override {text!r}: empty key")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({_yaml_problem(e)}); "
+                          f"quote it, e.g. {key}='\"...\"'") from None
     return key.split("."), value
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    # PyYAML's str() spans several lines (the offending text with a caret); keep one line with
+    # the position, 1-based as editors count.
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def read_yaml_file(path: Path):
+    """A YAML file's content; a missing, unreadable or malformed file is a ConfigError naming it."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" if not path.exists()
+                          else f"{path}: not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
 
 
 def load_config(cls, path: str | Path | None = None, overrides: Iterable[str] = ()):
@@ -156,9 +183,7 @@ def load_config(cls, path: str | Path | None = None, overrides: Iterable[str] = 
     source = "<defaults>"
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text())
+        loaded = read_yaml_file(p)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

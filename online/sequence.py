@@ -8,6 +8,8 @@ Frames are RGB uint8 HxWx3 (grayscale becomes 3-channel), decoded lazily on acce
 from __future__ import annotations
 
 import dataclasses
+import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence as _Seq
@@ -20,15 +22,118 @@ class DataError(ValueError):
     """Bad input data; the message names the file (and line or frame)."""
 
 
+# ----------------------------------------------------------------------------------------------
+# Corrupt-frame checks. OpenCV decodes a JPEG cut short (a copy interrupted, a disk full while
+# writing) with a warning only and fills the missing rows with grey: the frame would be tracked
+# and trained on silently. A complete JPEG ends with the end-of-image marker FF D9 and a complete
+# PNG with its IEND chunk, so the last bytes tell a truncated file without decoding it.
+
+JPEG_SOI = b"\xff\xd8\xff"
+JPEG_EOI = b"\xff\xd9"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # length 0, type, crc32 of b"IEND"
+HEAD_BYTES = 16  # enough for every signature and a BMP's declared file size
+TAIL_BYTES = 4096  # the end marker, after any zero padding a writer may append (up to a page)
+
+
+def image_bytes_problem(head: bytes, tail: bytes, size: int) -> str | None:
+    """What is wrong with an encoded image judged by its first and last bytes only, or None.
+
+    `head` and `tail` are the file's first HEAD_BYTES and last TAIL_BYTES (the whole file when
+    shorter); `size` its length. Cheap enough to run over every frame of a dataset.
+    """
+    if size == 0:
+        return "unreadable or corrupt image: empty file"
+    # Some writers pad files with zero bytes after the end marker (block-aligned copies).
+    end = tail.rstrip(b"\x00")
+    if head.startswith(JPEG_SOI):
+        if not end.endswith(JPEG_EOI):
+            return ("corrupt image: truncated JPEG (no end-of-image marker FF D9 at the end; "
+                    "a copy cut short?)")
+    elif head.startswith(PNG_SIGNATURE):
+        if not end.endswith(PNG_IEND):
+            return "corrupt image: truncated PNG (no intact IEND chunk at the end; a copy cut short?)"
+    elif head.startswith(b"BM") and len(head) >= 6:
+        declared = int.from_bytes(head[2:6], "little")  # 0 is allowed by the format: unknown
+        if declared > size:
+            return f"corrupt image: truncated BMP ({size} bytes, its header says {declared})"
+    else:
+        return f"unreadable or corrupt image: not a JPEG, PNG or BMP file (starts with {head[:4].hex()})"
+    return None
+
+
+def _png_crc_problem(data: bytes) -> str | None:
+    # Walk the chunks: every one carries a crc32 of its type and data. libpng rejects a bad CRC
+    # in image data but only warns about other chunks; checking all of them costs one pass of
+    # crc32 over bytes already in memory (no decoding).
+    pos = len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        end = pos + 8 + n
+        if end + 4 > len(data):
+            return f"corrupt image: PNG chunk {kind!r} at byte {pos} runs past the end of the file"
+        stored = int.from_bytes(data[end:end + 4], "big")
+        if zlib.crc32(data[pos + 4:end]) != stored:
+            return f"corrupt image: PNG chunk {kind.decode('latin-1')!r} at byte {pos} fails its CRC"
+        if kind == b"IEND":
+            return None
+        pos = end + 4
+    return "corrupt image: PNG without an IEND chunk"
+
+
+def check_image_bytes(data: bytes, where: str) -> None:
+    """Raise DataError naming `where` if the encoded image is truncated or damaged (no decoding)."""
+    problem = image_bytes_problem(data[:HEAD_BYTES], data[-TAIL_BYTES:], len(data))
+    if problem is None and data.startswith(PNG_SIGNATURE):
+        problem = _png_crc_problem(data)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")
+
+
+def decode_image_bytes(data: bytes, where: str) -> np.ndarray:
+    """Encoded image bytes -> RGB uint8 HxWx3 (grayscale becomes 3-channel); the one decoder.
+
+    Folder frames (`decode_image`) and packed frames (online/readers/pack.py) both come here, so
+    a frame decodes to the same pixels and fails with the same message from either.
+    """
+    check_image_bytes(data, where)
+    # IMREAD_COLOR also expands grayscale to 3 channels.
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f"{where}: unreadable or corrupt image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
 def decode_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8 HxWx3; grayscale becomes 3-channel."""
     path = str(path)
-    img = cv2.imread(path, cv2.IMREAD_COLOR)  # IMREAD_COLOR also expands grayscale to 3 channels
-    if img is None:
-        if not Path(path).exists():
-            raise DataError(f"{path}: frame file missing")
-        raise DataError(f"{path}: unreadable or corrupt image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: frame file missing") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read frame file ({e.strerror or e})") from None
+    return decode_image_bytes(data, path)
+
+
+def check_image_file(path: str | Path) -> None:
+    """The cheap corrupt-frame check of one file: reads its first and last bytes only."""
+    path = str(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(HEAD_BYTES)
+            fh.seek(max(0, size - TAIL_BYTES))
+            tail = fh.read(TAIL_BYTES)
+    except FileNotFoundError:
+        raise DataError(f"{path}: frame file missing") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read frame file ({e.strerror or e})") from None
+    problem = image_bytes_problem(head, tail, size)
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
 
 
 class FrameSource:
@@ -43,6 +148,12 @@ class FrameSource:
     def describe(self, i: int) -> str:
         return f"frame {i}"
 
+    def check(self, i: int) -> None:
+        """Cheap corrupt-frame check of frame i without decoding it (DataError naming it).
+
+        A source that cannot check without decoding (a video) checks nothing here.
+        """
+
 
 class ImageFiles(FrameSource):
     def __init__(self, paths: _Seq[str | Path]):
@@ -56,6 +167,9 @@ class ImageFiles(FrameSource):
 
     def describe(self, i):
         return self.paths[i]
+
+    def check(self, i):
+        check_image_file(self.paths[i])
 
 
 @dataclass
@@ -78,6 +192,8 @@ class Sequence:
     frames_on_disk: int = -1
     # False for an image folder / video given only an initial box: boxes[1:] are NaN placeholders
     has_groundtruth: bool = True
+    # the ground-truth file the boxes came from ("" when unknown): warnings about it name it
+    groundtruth_file: str = ""
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)

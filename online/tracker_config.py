@@ -89,16 +89,37 @@ class TrackerConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"TrackerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        # Learning rates and factors a typo can make zero or negative: a negative lr climbs the
+        # loss, a zero one silently trains nothing.
+        for name in ("lr_init", "lr_update", "lr_mult_fc6", "min_box_size"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"TrackerConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("scale_pos", "scale_neg_init", "scale_neg_whole", "scale_neg", "scale", "scale_bbreg",
+                     "aspect_bbreg"):
+            if not getattr(self, name) >= 1.0:
+                raise ConfigError(f"TrackerConfig.{name} must be >= 1 (a factor raised to a power in "
+                                  f"[-1, 1]), got {getattr(self, name)}")
+        for name in ("trans_pos", "trans_neg_init", "trans_neg", "trans", "trans_bbreg", "weight_decay", "lambda_bbreg",
+                     "grad_clip"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"TrackerConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("overlap_pos_init", "overlap_neg_init", "overlap_pos_update", "overlap_neg_update",
+                     "overlap_bbreg"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"TrackerConfig.{name} is an IoU and must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"TrackerConfig.momentum must be in [0, 1), got {self.momentum}")
         if self.batch_neg_cand < self.batch_neg:
             raise ConfigError(f"TrackerConfig.batch_neg_cand ({self.batch_neg_cand}) must be >= batch_neg "
                              f"({self.batch_neg})")
         if self.top_k > self.n_samples:
             raise ConfigError(f"TrackerConfig.top_k ({self.top_k}) must be <= n_samples ({self.n_samples})")
-        if self.maxiter_init < 0 or self.maxiter_update < 0:
-            raise ConfigError("TrackerConfig.maxiter_init / maxiter_update must be >= 0")
-        if self.trans_growth < 1.0 or self.min_box_size <= 0 or self.bbreg_max_area_change < 1.0:
-            raise ConfigError("TrackerConfig: trans_growth and bbreg_max_area_change must be >= 1, "
-                              "min_box_size > 0")
+        for name in ("maxiter_init", "maxiter_update"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"TrackerConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("trans_growth", "bbreg_max_area_change"):
+            if not getattr(self, name) >= 1.0:
+                raise ConfigError(f"TrackerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if len(self.area_bbreg) != 2 or not 0 < self.area_bbreg[0] <= self.area_bbreg[1]:
             raise ConfigError(f"TrackerConfig.area_bbreg must be [lo, hi] with 0 < lo <= hi, got {self.area_bbreg}")
         if self.mode not in MODES:

@@ -149,6 +149,18 @@ def _version(attrs) -> int | None:
     return int(v)
 
 
+def _check_param_entry(entry, path: str, name: str) -> None:
+    """Raise WeightFileError unless /params/<name> is a numeric dataset."""
+    if not isinstance(entry, h5py.Dataset):
+        kind = "a group" if isinstance(entry, h5py.Group) else type(entry).__name__
+        raise WeightFileError(f"weight file {path}: /params/{name} is {kind}, expected a float32 "
+                              f"dataset of weights")
+    if entry.dtype.kind not in "fiu":
+        what = "strings" if h5py.check_string_dtype(entry.dtype) is not None else f"dtype {entry.dtype}"
+        raise WeightFileError(f"weight file {path}: /params/{name} holds {what}, expected a float32 "
+                              f"dataset of weights")
+
+
 def load_weights(path) -> WeightFile:
     """Read and validate a weight file; every problem is a WeightFileError naming the file."""
     path = os.fspath(path)
@@ -164,8 +176,12 @@ def load_weights(path) -> WeightFile:
             attrs = {k: f.attrs[k] for k in f.attrs.keys()}
             group = f.get("params")
             if isinstance(group, h5py.Group):
-                shapes = {n: tuple(d.shape) for n, d in group.items()}
                 datasets = {n: d for n, d in group.items()}
+                # A hand-edited or foreign file may hold a group, a string or a compound where
+                # a weight array belongs: name the key instead of failing on its missing shape.
+                for n, d in datasets.items():
+                    _check_param_entry(d, path, n)
+                shapes = {n: tuple(d.shape) for n, d in datasets.items()}
             else:
                 shapes, datasets = None, {}
             has_group = shapes is not None
@@ -176,10 +192,10 @@ def load_weights(path) -> WeightFile:
             arrays = {}
             if header_ok and has_group:
                 for n, d in datasets.items():
-                    if not isinstance(d, h5py.Dataset):
-                        raise WeightFileError(f"weight file {path}: /params/{n} is not a dataset")
                     arrays[n] = np.asarray(d[()], dtype=np.float32)
-    except (OSError, RuntimeError, KeyError) as e:
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, WeightFileError):
+            raise
         raise WeightFileError(
             f"cannot read weight file {path}: the file is truncated or not an HDF5 weight file "
             f"({type(e).__name__}: {e})") from e

@@ -6,16 +6,21 @@ Layout under the run directory:
     checkpoints/ckpt-00001200/branches-rank0.h5  every rank: its fc6 branches, keyed by domain name:
                                                  names, weight (M,2,W), bias (M,2), momentum_weight,
                                                  momentum_bias; attrs: epoch counters of that rank
-    checkpoints/ckpt-00001200/meta.json          rank 0, written LAST: step, world size, files,
-                                                 domains, seed, resolved config, time
+    checkpoints/ckpt-00001200/meta.json          rank 0, written LAST: step, world size, files and
+                                                 their size + SHA-256, domains, seed, resolved
+                                                 config, time
     checkpoints/latest                           name of the newest complete checkpoint
 
 Every file is written to a temporary name in the same folder, fsynced and renamed (os.replace is
 atomic on POSIX), so a reader sees the old file or the whole new one. A checkpoint is complete only
 once its meta.json exists, and meta.json is written only after every rank has finished its branch
 file (a barrier), so a job killed at any point leaves the previous complete checkpoint as `latest`;
-`latest` is a convenience: `find_latest` also checks that the checkpoint it names is complete and
-otherwise falls back to the newest complete one. No pickle anywhere (h5py arrays, JSON).
+`latest` is a convenience: `find_latest` takes the newest complete checkpoint. meta.json records
+the size and SHA-256 of every file it lists (`checksums`); `find_latest` verifies them, and on a run
+folder skips a damaged checkpoint (a truncated copy, a disk that filled up, a file edited by hand)
+with a warning naming the damaged file, falling back to the previous complete one. Checkpoints
+written before checksums were recorded are checked for completeness only. No pickle anywhere
+(h5py arrays, JSON).
 
 Randomness needs no saved generator state: every step draws from generators seeded by
 (seed, rank, step), so the step number is the whole state (meta.json records the scheme).
@@ -23,9 +28,12 @@ Randomness needs no saved generator state: every step draws from generators seed
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +54,15 @@ _NAME = re.compile(r"ckpt-(\d{8,})$")
 
 class CheckpointError(ValueError):
     """No usable checkpoint, or one that does not fit this run; the message says which and why."""
+
+
+class RunFolderError(ValueError):
+    """A file of the run folder (log, metrics, checkpoint) cannot be written; the message names it."""
+
+
+def write_failed(path, e: OSError) -> RunFolderError:
+    """The project error for an OSError while writing `path` (read-only folder, disk full, ...)."""
+    return RunFolderError(f"cannot write {path}: {e.strerror or e}")
 
 
 def ckpt_name(step: int) -> str:
@@ -83,6 +100,9 @@ class CheckpointMeta:
     format_version: int = FORMAT_VERSION
     written: str = ""
     code_commit: str = ""  # online.shipped.code_commit() of the code that wrote it ("" before it was recorded)
+    # file name -> {"size": bytes, "sha256": hex} of every file in `files`, filled by write_meta;
+    # {} in checkpoints written before it was recorded (then only completeness is checked).
+    checksums: dict = field(default_factory=dict)
     # Derived from world_size; stored so readers (is_complete) need no code.
     files: list = field(default_factory=list)
     branch_files: list = field(default_factory=list)
@@ -98,7 +118,12 @@ class CheckpointMeta:
 
     def net_spec(self):
         from online.network import NetSpec
-        return NetSpec.from_dict(self.spec)
+        try:
+            return NetSpec.from_dict(self.spec)
+        except KeyError as e:
+            raise CheckpointError(f"{META}: key 'spec' lacks {e}") from None
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{META}: key 'spec' is malformed ({e})") from None
 
     def to_json(self) -> str:
         return json.dumps(dict(dataclasses.asdict(self), cycle=self.cycle), indent=1, sort_keys=True)
@@ -118,7 +143,20 @@ class CheckpointMeta:
         missing = sorted(required - set(raw))
         if missing:
             raise CheckpointError(f"{where}: missing keys {missing}")
+        for key, kinds in _META_TYPES.items():
+            if key in raw and (not isinstance(raw[key], kinds) or isinstance(raw[key], bool)):
+                raise CheckpointError(f"{where}: key {key!r} is {raw[key]!r}, expected "
+                                      f"{' or '.join(k.__name__ for k in kinds)}")
+        for key in ("world_size", "steps_per_cycle"):
+            if raw[key] < 1:
+                raise CheckpointError(f"{where}: key {key!r} is {raw[key]}, expected >= 1")
         return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+# JSON types of meta.json's keys, checked on read: a hand-edited file fails naming the key.
+_META_TYPES = {"step": (int,), "world_size": (int,), "steps_per_cycle": (int,), "total_steps": (int,),
+               "seed": (int,), "domains": (list,), "shards": (dict,), "datasets": (list,), "spec": (dict,),
+               "config": (dict,), "checksums": (dict,)}
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -133,7 +171,15 @@ def write_shared(ckpt_dir: Path, params: dict, momentum: dict, step: int) -> Non
                 g = f.create_group(group)
                 for name in sorted(arrays):
                     g.create_dataset(name, data=np.asarray(arrays[name], np.float32))
-    atomic_write(Path(ckpt_dir) / SHARED, write)
+    _write_file(Path(ckpt_dir) / SHARED, write)
+
+
+def _write_file(path: Path, write) -> None:
+    # atomic_write, with a full disk or a read-only folder reported as the run's error.
+    try:
+        atomic_write(path, write)
+    except OSError as e:
+        raise write_failed(path, e) from None
 
 
 def write_branches(ckpt_dir: Path, rank: int, branches: dict, step: int, extra: dict) -> None:
@@ -156,7 +202,7 @@ def write_branches(ckpt_dir: Path, rank: int, branches: dict, step: int, extra: 
                 else:
                     data = np.zeros((0,), np.float32)
                 f.create_dataset(key, data=data)
-    atomic_write(Path(ckpt_dir) / branch_file(rank), write)
+    _write_file(Path(ckpt_dir) / branch_file(rank), write)
 
 
 def write_meta(run_dir: Path, meta: CheckpointMeta) -> Path:
@@ -166,9 +212,26 @@ def write_meta(run_dir: Path, meta: CheckpointMeta) -> Path:
     for f in meta.files:
         if not (ckpt_dir / f).is_file():
             raise CheckpointError(f"{ckpt_dir}: {f} is missing; refusing to mark the checkpoint complete")
-    atomic_write_text(ckpt_dir / META, meta.to_json())
-    atomic_write_text(Path(run_dir) / CKPT_DIR / LATEST, ckpt_name(meta.step) + "\n")
+    # What each file was when complete: a later truncation or bit flip is found on resume/export.
+    meta = dataclasses.replace(meta, checksums={f: file_digest(ckpt_dir / f) for f in meta.files})
+    for path, text in ((ckpt_dir / META, meta.to_json()),
+                       (Path(run_dir) / CKPT_DIR / LATEST, ckpt_name(meta.step) + "\n")):
+        try:
+            atomic_write_text(path, text)
+        except OSError as e:
+            raise write_failed(path, e) from None
     return ckpt_dir
+
+
+def file_digest(path: Path) -> dict:
+    """{"size": bytes, "sha256": hex} of a file (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return {"size": size, "sha256": h.hexdigest()}
 
 
 def prune(run_dir: Path, keep: int) -> list[Path]:
@@ -194,51 +257,129 @@ def prune(run_dir: Path, keep: int) -> list[Path]:
 # ---------------------------------------------------------------------------------- reading
 
 def is_complete(ckpt_dir: Path) -> bool:
+    """meta.json exists and every file it lists does (no checksums: see `verify`)."""
     ckpt_dir = Path(ckpt_dir)
     meta_path = ckpt_dir / META
     if not meta_path.is_file():
         return False
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return False
-    return all((ckpt_dir / f).is_file() for f in meta.get("files", []))
+    return isinstance(meta, dict) and all((ckpt_dir / f).is_file() for f in meta.get("files", []))
 
 
-def find_latest(path) -> Path:
-    """The newest complete checkpoint: `path` is a checkpoint folder, or a run folder."""
+def verify(ckpt_dir: Path) -> CheckpointMeta:
+    """The checkpoint's meta if it is complete and undamaged; else CheckpointError naming the file.
+
+    Every listed file must exist and, where meta.json records them, have its recorded size and
+    SHA-256 (the size first: a truncated copy is found without hashing).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    if not (ckpt_dir / META).is_file():
+        raise CheckpointError(f"{ckpt_dir}: incomplete checkpoint: no {META} (the job stopped before "
+                              f"the checkpoint was complete)")
+    meta = read_meta(ckpt_dir)
+    for name in meta.files:
+        path = ckpt_dir / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing (listed in {META}): incomplete checkpoint")
+        want = meta.checksums.get(name)
+        if not want:
+            continue  # written before checksums were recorded
+        size = path.stat().st_size
+        if size != want.get("size"):
+            raise CheckpointError(f"{path}: damaged: {size} bytes, {META} records {want.get('size')} "
+                                  f"(truncated copy?)")
+        try:
+            got = file_digest(path)["sha256"]
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+        if got != want.get("sha256"):
+            raise CheckpointError(f"{path}: damaged: its SHA-256 does not match the one in {META}")
+    return meta
+
+
+def _stderr_warning(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def find_latest(path, warn=_stderr_warning) -> Path:
+    """The newest complete, undamaged checkpoint: `path` is a checkpoint folder, or a run folder.
+
+    A checkpoint folder given explicitly must be usable (CheckpointError naming the damaged file).
+    In a run folder, checkpoints without meta.json are skipped silently (killed mid-write, or being
+    written) and damaged ones with `warn(message)`, so a run resumes from the previous good one.
+    """
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: does not exist (expected a run folder or a checkpoint folder "
+                              f"{CKPT_DIR}/ckpt-NNNNNNNN)")
     if _NAME.match(path.name):
-        if not is_complete(path):
-            raise CheckpointError(f"{path}: incomplete checkpoint (no {META} or a listed file missing)")
+        verify(path)
         return path
     root = path / CKPT_DIR
     if not root.is_dir():
         raise CheckpointError(f"{path}: neither a checkpoint folder (ckpt-NNNNNNNN) nor a run folder "
                               f"with {CKPT_DIR}/")
-    pointer = root / LATEST
-    if pointer.is_file():
-        cand = root / pointer.read_text().strip()
-        if is_complete(cand):
-            return cand
-    complete = sorted((p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name) and is_complete(p)),
-                      key=lambda p: p.name)
-    if not complete:
-        raise CheckpointError(f"{root}: no complete checkpoint")
-    return complete[-1]
+    candidates = sorted((p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)),
+                        key=lambda p: p.name, reverse=True)
+    damaged = []
+    for cand in candidates:
+        if not (cand / META).is_file():
+            continue
+        try:
+            verify(cand)
+        except CheckpointError as e:
+            damaged.append(cand.name)
+            warn(f"{e}; skipping {cand.name}, trying the previous checkpoint")
+            continue
+        return cand
+    raise CheckpointError(f"{root}: no complete checkpoint"
+                          + (f" (damaged: {', '.join(damaged)})" if damaged else ""))
 
 
 def read_meta(ckpt_dir: Path) -> CheckpointMeta:
     path = Path(ckpt_dir) / META
-    return CheckpointMeta.from_json(path.read_text(), path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (incomplete checkpoint)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read ({e})") from None
+    return CheckpointMeta.from_json(text, path)
+
+
+def _h5_read(path: Path, read):
+    """read(h5py.File) with a truncated or altered file reported as a CheckpointError naming it."""
+    try:
+        with h5py.File(path, "r") as f:
+            return read(f)
+    except CheckpointError:
+        raise
+    except KeyError as e:
+        raise CheckpointError(f"{path}: damaged checkpoint file: {e.args[0] if e.args else e}") from None
+    except (OSError, RuntimeError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: damaged checkpoint file, HDF5 cannot read it (truncated "
+                              f"copy?): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def _arrays(group, path: Path, key: str) -> dict:
+    if not isinstance(group, h5py.Group):
+        raise CheckpointError(f"{path}: /{key} is not a group (damaged checkpoint file)")
+    out = {}
+    for n, d in group.items():
+        if not isinstance(d, h5py.Dataset) or d.dtype.kind != "f":
+            raise CheckpointError(f"{path}: /{key}/{n} is not a float dataset (damaged checkpoint file)")
+        out[n] = d[()]
+    return out
 
 
 def read_shared(ckpt_dir: Path) -> tuple[dict, dict]:
     """(params, momentum), name -> float32 array."""
-    with h5py.File(Path(ckpt_dir) / SHARED, "r") as f:
-        params = {n: d[()] for n, d in f["params"].items()}
-        momentum = {n: d[()] for n, d in f["momentum"].items()}
-    return params, momentum
+    path = Path(ckpt_dir) / SHARED
+    return _h5_read(path, lambda f: (_arrays(f["params"], path, "params"),
+                                     _arrays(f["momentum"], path, "momentum")))
 
 
 def read_branches(ckpt_dir: Path, wanted=None) -> tuple[dict, dict]:
@@ -253,16 +394,22 @@ def read_branches(ckpt_dir: Path, wanted=None) -> tuple[dict, dict]:
     out: dict = {}
     extras: dict = {}
     for fname in meta.branch_files:
-        with h5py.File(Path(ckpt_dir) / fname, "r") as f:
+        path = Path(ckpt_dir) / fname
+
+        def read(f):
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["names"][()]]
-            for k in ("counters", "epoch_time_s"):
-                if k in f.attrs:
-                    v = np.asarray(f.attrs[k], np.float64)
-                    extras[k] = v if k not in extras else extras[k] + v
+            found = {k: np.asarray(f.attrs[k], np.float64) for k in ("counters", "epoch_time_s") if k in f.attrs}
             arrays = {k: f[k][()] for k in ("weight", "bias", "momentum_weight", "momentum_bias")}
-            for i, n in enumerate(names):
-                if wanted is None or n in wanted:
-                    out[n] = {k: a[i] for k, a in arrays.items()}
+            if names and any(len(a) != len(names) for a in arrays.values()):
+                raise CheckpointError(f"{path}: {len(names)} branch names but arrays of other lengths "
+                                      f"(damaged checkpoint file)")
+            return names, found, arrays
+        names, found, arrays = _h5_read(path, read)
+        for k, v in found.items():
+            extras[k] = v if k not in extras else extras[k] + v
+        for i, n in enumerate(names):
+            if wanted is None or n in wanted:
+                out[n] = {k: a[i] for k, a in arrays.items()}
     if wanted is not None:
         missing = sorted(wanted - set(out))
         if missing:

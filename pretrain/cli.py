@@ -8,6 +8,10 @@
 Writes OUT/config.yaml (resolved config), OUT/log.txt, OUT/metrics.jsonl (one JSON object per
 epoch and phase), OUT/timing.json and OUT/checkpoints/ (see pretrain/checkpoint.py). Only rank 0
 writes logs and shared files; every rank writes its own branch file in each checkpoint.
+
+Runs never mix: an OUT that already holds a run (checkpoints, metrics) is refused unless --resume
+continues it or --force deletes its run files first. OUT is checked writable before anything else;
+a write that fails later (folder made read-only, disk full) stops the run with the file named.
 """
 from __future__ import annotations
 
@@ -38,9 +42,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
                    help="continue from the latest complete checkpoint in OUT (or from the given checkpoint "
                         "folder); the number of ranks may differ from the original run")
+    p.add_argument("--force", action="store_true",
+                   help="OUT already holds a run (checkpoints, metrics): delete that run's files and start "
+                        "afresh (without --force or --resume such an OUT is refused, so runs never mix)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.cycles=10 (repeatable; value parsed as YAML)")
     return p
+
+
+# What a run writes into OUT. Any of the first three means OUT holds a run that a new one would
+# mix with (metrics appended to the old, checkpoints of two runs side by side).
+RUN_MARKERS = ("checkpoints", "metrics.jsonl", "timing.json")
+RUN_FILES = RUN_MARKERS + ("log.txt", "config.yaml", "debug")
+
+
+def existing_run(out: Path) -> list[str]:
+    """The run files already in `out` that mark a previous run (empty when none)."""
+    return [name for name in RUN_MARKERS if (out / name).exists()]
+
+
+def clear_run(out: Path) -> list[str]:
+    """Delete a previous run's files from `out` (only those a run writes; anything else stays)."""
+    import shutil
+    removed = []
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def check_out_folder(out: Path) -> None:
+    """Create OUT and prove it writable now, not at the first checkpoint hours later."""
+    from pretrain.checkpoint import RunFolderError, write_failed
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out}: is a file, expected a run folder")
+    probe = out / f".write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:  # read-only, a parent that is a file, disk full
+        raise write_failed(e.filename or out, e) from None
+
+
+class _RunLogHandler(logging.FileHandler):
+    """OUT/log.txt. logging's default prints a traceback on a failed write and carries on; a run
+    whose log cannot be written (folder made read-only, disk full) stops with an error naming it."""
+
+    def handleError(self, record):
+        import sys as _sys
+        from pretrain.checkpoint import write_failed
+        e = _sys.exc_info()[1]
+        if isinstance(e, OSError):
+            raise write_failed(self.baseFilename, e) from None
+        super().handleError(record)
 
 
 def _set_threads(cfg) -> int:
@@ -67,7 +128,7 @@ def _logger(world, out: Path) -> logging.Logger:
     h.setFormatter(fmt)
     log.addHandler(h)
     if world.is_main:
-        fh = logging.FileHandler(out / "log.txt")
+        fh = _RunLogHandler(out / "log.txt")
         fh.setFormatter(fmt)
         log.addHandler(fh)
         log.setLevel(logging.INFO)
@@ -117,6 +178,22 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"mdnet-pretrain: config error: {e}", file=sys.stderr)
         return 2
+    if args.resume and args.force:
+        # --resume wins: it deletes nothing. A resume command printed after a failure repeats the
+        # original arguments, --force included, and must not wipe the run it is meant to continue.
+        print("mdnet-pretrain: warning: --force is ignored with --resume (nothing is deleted)", file=sys.stderr)
+        args.force = False
+    found = existing_run(out) if out.is_dir() else []
+    if found and not args.resume and not args.force:
+        print(f"mdnet-pretrain: {out} already holds a run ({', '.join(found)}); use --resume to continue "
+              f"it or --force to delete it and start again (or another --out)", file=sys.stderr)
+        return 2
+    from pretrain.checkpoint import RunFolderError
+    try:
+        check_out_folder(out)
+    except RunFolderError as e:
+        print(f"mdnet-pretrain: {e}", file=sys.stderr)
+        return 2
     threads = _set_threads(cfg)
 
     import random
@@ -131,8 +208,16 @@ def main(args: argparse.Namespace) -> int:
 
     world = dist.init()  # Horovod: init (single-process world without a launcher)
     pinned = dist.pin_to_cores(world, threads) if cfg.runtime.pin_cores else None
-    out.mkdir(parents=True, exist_ok=True)
-    log = _logger(world, out)
+    try:
+        # Rank 0 only; the others write nothing into OUT before the first checkpoint, which comes
+        # after setup's collectives (so after this).
+        cleared = clear_run(out) if args.force and world.is_main and found else []
+        log = _logger(world, out)
+    except OSError as e:
+        print(f"mdnet-pretrain: cannot prepare {out}: {e.filename or out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    if cleared:
+        log.info(f"--force: deleted the previous run in {out} ({', '.join(cleared)})")
     if world.is_main:
         for line in _environment(world, threads, pinned):
             log.info(line)
@@ -143,23 +228,33 @@ def main(args: argparse.Namespace) -> int:
 
     resume_from = None
     if args.resume:
+        def warn(msg):  # a damaged latest checkpoint: say so on every rank's console, use the previous
+            print(f"mdnet-pretrain: warning: {msg}", file=sys.stderr)
+            if world.is_main:
+                log.warning(f"warning: {msg}")
         try:
-            resume_from = ckpt.find_latest(out if args.resume == "latest" else args.resume)
+            resume_from = ckpt.find_latest(out if args.resume == "latest" else args.resume, warn=warn)
         except ckpt.CheckpointError as e:
             print(f"mdnet-pretrain: cannot resume: {e}", file=sys.stderr)
             return 2
-    if world.is_main:
-        save_config(cfg, out / "config.yaml")
-        log.info(f"config: {config_path}" + (f" with {' '.join(args.overrides)}" if args.overrides else "")
-                 + f" -> {out / 'config.yaml'}")
     try:
+        if world.is_main:
+            try:
+                save_config(cfg, out / "config.yaml")
+            except OSError as e:
+                raise ckpt.write_failed(out / "config.yaml", e) from None
+            log.info(f"config: {config_path}" + (f" with {' '.join(args.overrides)}" if args.overrides else "")
+                     + f" -> {out / 'config.yaml'}")
         trainer = Pretrainer(cfg, world, out, log, resume_from=resume_from)
         trainer.setup()
         trainer.run()
-    except (DataError, ckpt.CheckpointError, ConfigError, ValueError) as e:
+    except (DataError, ckpt.CheckpointError, ckpt.RunFolderError, ConfigError, ValueError) as e:
         # Under horovodrun one rank failing makes the others hang in a collective until the
         # launcher kills them; say clearly what happened on the rank that knows.
         print(f"mdnet-pretrain: rank {world.rank}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write the run folder's own errors do not cover
+        print(f"mdnet-pretrain: rank {world.rank}: {e.filename or out}: {e.strerror or e}", file=sys.stderr)
         return 2
     return 0
 

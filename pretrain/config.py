@@ -28,6 +28,7 @@ class DataConfig:
     min_train_frames: int = opt(2, "domains with fewer usable training frames are dropped (logged)")
     workers: int = opt(1, "background threads that decode frames and crop samples (OpenCV releases the GIL)")
     prefetch: int = opt(3, "steps prepared ahead of the network (each holds pos + negative-pool crops)")
+    check_frames: bool = opt(True, "before step 0, check every frame file of every domain for truncation (its last bytes, no decoding) and every usable box; an error names the sequence and frame")
 
 
 @dataclass(frozen=True)
@@ -184,8 +185,8 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     bad = [l for l in cfg.init.layers if l not in LAYERS]
     need(not bad, "init.layers", f"unknown layers {bad}; valid: {', '.join(LAYERS)}")
     need(0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
-    need(cfg.sampling.frames >= 1, "sampling.frames", "must be >= 1")
-    need(cfg.sampling.pos >= 1 and cfg.sampling.neg >= 1, "sampling.pos/neg", "must be >= 1")
+    for key in ("frames", "pos", "neg"):
+        need(getattr(cfg.sampling, key) >= 1, f"sampling.{key}", f"must be >= 1, got {getattr(cfg.sampling, key)}")
     need(0.0 <= cfg.sampling.neg_whole_fraction <= 1.0, "sampling.neg_whole_fraction", "must be in [0, 1]")
     for key in ("sampler_pos", "sampler_neg"):
         need(getattr(cfg.sampling, key) in ("gaussian", "uniform"), f"sampling.{key}",
@@ -204,7 +205,52 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     # A region must hold at least one crop's worth of pixels (107 px: a 3x3 conv3 map).
     need(cfg.model.max_region >= 107, "model.max_region", f"{cfg.model.max_region} must be >= 107 (one crop)")
     need(all(m > 0 for m in cfg.schedule.milestones), "schedule.milestones", "must be positive cycle counts")
+    _check_ranges(cfg, need)
     return cfg
+
+
+def _check_ranges(cfg: PretrainConfig, need) -> None:
+    # Values a typo makes meaningless but that would otherwise run: a negative lr climbs the
+    # loss, a zero one trains nothing, a fraction above 1 or a negative count makes empty or
+    # inverted samples. Each key is named so the fix is obvious.
+    def at_least(section, names, lo, strict=False):
+        for name in names:
+            v = getattr(getattr(cfg, section), name)
+            need(v > lo if strict else v >= lo, f"{section}.{name}",
+                 f"must be {'>' if strict else '>='} {lo}, got {v}")
+
+    def fraction(section, names):
+        for name in names:
+            v = getattr(getattr(cfg, section), name)
+            need(0.0 <= v <= 1.0, f"{section}.{name}", f"must be in [0, 1], got {v}")
+
+    at_least("optim", ("lr",), 0, strict=True)
+    at_least("optim", ("lr_mult_conv", "lr_mult_fc", "lr_mult_branch", "weight_decay", "clip_norm"), 0)
+    need(0.0 <= cfg.optim.momentum < 1.0, "optim.momentum", f"must be in [0, 1), got {cfg.optim.momentum}")
+    at_least("data", ("max_domains",), 0)
+    at_least("data", ("min_train_frames", "workers", "prefetch"), 1)
+    at_least("outliers", ("min_size",), 0)
+    fraction("outliers", ("min_inside",))
+    at_least("outliers", ("max_image_fraction", "jump_centre", "jump_size"), 0, strict=True)
+    at_least("sampling", ("frames", "pos", "neg"), 1)
+    fraction("sampling", ("overlap_pos", "overlap_neg"))
+    at_least("sampling", ("trans_pos", "trans_neg"), 0)
+    # Scale factors are raised to a power in [-1, 1]: below 1 mirrors a factor above 1.
+    at_least("sampling", ("scale_pos", "scale_neg"), 1.0)
+    at_least("mining", ("pool", "batch"), 1)
+    at_least("schedule", ("warmup_cycles",), 0)
+    at_least("schedule", ("gamma",), 0, strict=True)
+    fraction("schedule", ("final_factor",))
+    at_least("train", ("stop_at_step", "log_every"), 0)
+    at_least("val", ("every_cycles", "frames_per_domain", "candidates", "topk"), 1)
+    at_least("val", ("max_domains",), 0)
+    at_least("val", ("trans_cand",), 0)
+    at_least("val", ("scale_cand",), 1.0)
+    need(cfg.val.topk <= cfg.val.candidates, "val.topk",
+         f"{cfg.val.topk} must be <= val.candidates ({cfg.val.candidates})")
+    at_least("checkpoint", ("every_steps",), 0)
+    at_least("runtime", ("threads",), 0)
+    need(0.0 <= cfg.model.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {cfg.model.dropout}")
 
 
 def load(path=None, overrides=()) -> PretrainConfig:

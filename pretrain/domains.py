@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from online.readers import discover, find_sequences
+import time
+
+from online.readers import find_sequences, load
 from online.readers.pack import is_pack_file, read_pack_entries
 from online.sequence import DataError, Sequence
 from pretrain.outliers import describe_counts, find_outliers
@@ -71,9 +73,15 @@ def find_domains(cfg, log=None) -> list[Domain]:
                         "in the config (or --set data.roots=[DIR] / data.packs=[POOL.h5])")
     seqs: list[tuple[str, Sequence]] = []
     for root in cfg.roots:
-        found = discover(root)
+        no_gt: list[Path] = []
+        found = [s for ref in find_sequences(root, unannotated=no_gt) for s in load(ref)]
         if log:
             log(f"data: {root}: {len(found)} sequences")
+            # Left out, but said: a sequence whose ground-truth file went missing would otherwise
+            # just vanish from the training set.
+            for folder in no_gt:
+                log(f"data: warning: {folder}: frame images but no ground-truth file of a known format: "
+                    f"not a domain (left out)")
         seqs.extend((Path(root).name, s) for s in found)
     for pack in packs:
         if not is_pack_file(Path(pack)):
@@ -96,6 +104,11 @@ def find_domains(cfg, log=None) -> list[Domain]:
         if log:
             log(f"data: left out {len(dropped)} sequence(s) that overlap {list(cfg.exclude_overlap)}: "
                 f"{', '.join(dropped[:20])}{' ...' if len(dropped) > 20 else ''}")
+    if log:
+        for _, s in seqs:
+            if not s.has_groundtruth:
+                why = f" ({s.problems[-1]})" if s.problems else ""
+                log(f"data: warning: {s.path}: sequence {s.name!r} has no ground truth{why}: not a domain (left out)")
     seqs = [(r, s) for r, s in seqs if s.has_groundtruth]
     if cfg.max_domains > 0:
         seqs = seqs[:cfg.max_domains]
@@ -116,7 +129,38 @@ def find_domains(cfg, log=None) -> list[Domain]:
                               split=split_point(len(s), cfg.val_fraction)))
     if not domains:
         raise DataError(f"no annotated sequences under {list(cfg.roots) + list(packs)}")
+    if cfg.check_frames:
+        t0 = time.perf_counter()
+        frames = sum(check_domain(d) for d in domains)
+        if log:
+            log(f"data: checked {frames} frame files and their boxes in {len(domains)} domains "
+                f"({time.perf_counter() - t0:.1f} s): no truncated frame")
     return domains
+
+
+def check_domain(domain: Domain) -> int:
+    """The quick pass before step 0: every frame file's last bytes (a truncated JPEG or PNG decodes
+    with grey rows and would be trained on silently) and every usable box. Nothing is decoded.
+
+    Every rank checks every domain before any collective, so a bad frame stops all ranks with the
+    same error instead of one rank failing mid-run while the others wait. Returns the frames checked.
+    """
+    seq = domain.sequence
+    where = f"data: sequence {domain.name!r} ({seq.path})"
+    for i in range(len(seq.frames)):
+        try:
+            seq.frames.check(i)
+        except DataError as e:
+            raise DataError(f"data: sequence {domain.name!r} frame {i}: {e}") from None
+    usable = ~seq.absent
+    boxes = seq.boxes
+    with np.errstate(invalid="ignore"):
+        bad = usable & ~(np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{where} frame {i}: box {boxes[i].tolist()} is not a usable x,y,w,h box but is not "
+                        f"marked absent ({int(bad.sum())} such frame(s))")
+    return len(seq.frames)
 
 
 def prepare_domain(domain: Domain, outlier_cfg, log=None) -> Domain:

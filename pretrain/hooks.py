@@ -47,8 +47,21 @@ def describe_collectives(hooks) -> str:
 
 
 def _jsonl(trainer, record: dict) -> None:
-    with open(trainer.out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    path = trainer.out / "metrics.jsonl"
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    except OSError as e:
+        # The run folder became read-only or the disk filled: stop with the file named (a
+        # traceback would bury it, and carrying on would leave the metrics silently incomplete).
+        raise ckpt.write_failed(path, e) from None
+
+
+def _write_text(path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as e:
+        raise ckpt.write_failed(path, e) from None
 
 
 # ------------------------------------------------------------------------------- metrics
@@ -190,7 +203,10 @@ class Checkpointer(HookBase):
     def save(self, trainer, step: int) -> None:
         world, model = trainer.world, trainer.model
         ckpt_dir = trainer.out / ckpt.CKPT_DIR / ckpt.ckpt_name(step)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ckpt.write_failed(ckpt_dir, e) from None
         branches = {}
         for d in trainer.owned:
             head = model.branches[d]
@@ -250,7 +266,7 @@ class Timing(HookBase):
             "data_fraction": frac("data_wait_s"), "mining_fraction": frac("mining_s"), "net_fraction": frac("net_s"),
         }
         if world.is_main:
-            (trainer.out / "timing.json").write_text(json.dumps(self.result, indent=1, sort_keys=True))
+            _write_text(trainer.out / "timing.json", json.dumps(self.result, indent=1, sort_keys=True))
             trainer.log.info("timing (steady state, mean per rank-step): " + ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.result.items()))
 
@@ -261,10 +277,14 @@ class DebugDump(HookBase):
 
     def after_train(self, trainer) -> None:
         out = trainer.out / "debug"
-        out.mkdir(parents=True, exist_ok=True)
         arrays = {f"shared:{n}": p.data().asnumpy() for n, p in trainer.shared.items()}
         for d in trainer.owned:
             head = trainer.model.branches[d]
             arrays[f"branch:{trainer.domains[d].name}:weight"] = head.weight.data().asnumpy()
             arrays[f"branch:{trainer.domains[d].name}:bias"] = head.bias.data().asnumpy()
-        np.savez(out / f"rank{trainer.world.rank}.npz", **arrays)
+        path = out / f"rank{trainer.world.rank}.npz"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **arrays)
+        except OSError as e:
+            raise ckpt.write_failed(path, e) from None

@@ -16,7 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from online.readers import check_frames, find_sequences, load, registry
+from online.readers import check_frame_bytes, check_frames, find_sequences, load, registry
 from online.readers.pack import PackFrames, verify_sequence
 from online.sequence import DataError
 
@@ -46,8 +46,9 @@ def _verify(seq) -> None:
 def index(roots: list[str], verify: bool = False) -> tuple[list[dict], int]:
     """Describe every sequence under the roots; returns (rows, number of sequences with errors).
 
-    A sequence that fails to load or whose first/last frame does not decode becomes a row with an
-    `error` instead of stopping the whole index: a large dataset is best checked in one pass.
+    A sequence that fails to load, whose first/last frame does not decode, or any of whose frame
+    files is truncated (checked from its last bytes) becomes a row with an `error` instead of
+    stopping the whole index: a large dataset is best checked in one pass.
     With `verify`, every frame is checked too (a pack: checksums; a folder: decoded).
     """
     rows, errors = [], 0
@@ -65,6 +66,9 @@ def index(roots: list[str], verify: bool = False) -> tuple[list[dict], int]:
                 try:
                     w, h = check_frames(seq)
                     row["size"] = [w, h]
+                    # Every frame's last bytes: a truncated file decodes with grey rows in
+                    # OpenCV, so decoding the first and last frame alone would not notice it.
+                    check_frame_bytes(seq)
                     if verify:
                         _verify(seq)
                 except DataError as e:
@@ -173,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
             "mdnet-data pack) and print, per sequence: name, format, frame files on disk, "
             "annotated frames (usable box), absent frames, and problems noticed while reading. "
             "The first and last frame of each sequence are decoded as a check (--verify: every "
-            "frame). Exit status: 0 all good, 1 some sequences have errors (listed), 2 a root is "
+            "frame), and every frame file's last bytes are checked for a truncated JPEG or PNG. "
+            "Exit status: 0 all good, 1 some sequences have errors (listed), 2 a root is "
             "missing or holds no sequences.", width=88),
         epilog=_formats_help())
     pi.add_argument("roots", nargs="+", metavar="ROOT", help="dataset root or sequence folder")

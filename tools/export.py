@@ -18,25 +18,63 @@ import time
 from pathlib import Path
 
 
+def _seed_arg(text: str) -> int:
+    # numpy seeds must be non-negative; -1 would fail deep inside the initialiser.
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {seed}")
+    return seed
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mdnet-export",
                                 description="Export the shared layers of a pretraining checkpoint as an MDNet weight file.")
     p.add_argument("checkpoint", help="a checkpoint folder (ckpt-NNNNNNNN) or a run folder (its latest complete checkpoint)")
     p.add_argument("--out", required=True, help="weight file to write (.h5)")
-    p.add_argument("--random-init", type=int, default=None, metavar="SEED",
+    p.add_argument("--random-init", type=_seed_arg, default=None, metavar="SEED",
                    help="write a randomly initialised trunk (online.network.init_trunk, seed SEED) with the "
                         "checkpoint's widths instead of its weights: the matching no-pretraining baseline")
     return p
 
 
-def export(checkpoint, out, random_init: int | None = None) -> dict:
-    """Write the weight file; returns the provenance written."""
+def _check_shared(params: dict, spec, path: Path) -> None:
+    # Checked here so a bad checkpoint is blamed, not the weight file being written.
+    import numpy as np
+
+    from online.network import param_names
+    from pretrain.checkpoint import CheckpointError
+
+    expected = param_names(spec)
+    missing = [n for n in expected if n not in params]
+    wrong = [f"{n} {tuple(params[n].shape)} (expected {tuple(shape)})" for n, shape in expected.items()
+             if n in params and tuple(params[n].shape) != tuple(shape)]
+    bad = [n for n in expected if n in params and not np.all(np.isfinite(params[n]))]
+    for problem, names in (("missing parameters", missing), ("wrong shapes", wrong), ("non-finite values in", bad)):
+        if names:
+            raise CheckpointError(f"{path}: {problem} {', '.join(names)} for the network in its meta.json "
+                                  f"(damaged checkpoint?)")
+
+
+def _warn(msg: str) -> None:
+    print(f"mdnet-export: warning: {msg}", file=sys.stderr)
+
+
+def export(checkpoint, out, random_init: int | None = None, warn=_warn) -> dict:
+    """Write the weight file; returns the provenance written.
+
+    A run folder whose latest checkpoint is damaged (checksums in its meta.json) exports the
+    previous complete one, with `warn` naming the damaged file; a damaged checkpoint folder given
+    explicitly is an error naming the file.
+    """
     from online.network import Trunk, init_trunk
     from online.shipped import code_commit
     from online.weights import params_from_trunk, save_weights
     from pretrain import checkpoint as ckpt
 
-    ckpt_dir = ckpt.find_latest(checkpoint)
+    ckpt_dir = ckpt.find_latest(checkpoint, warn=warn)
     meta = ckpt.read_meta(ckpt_dir)
     spec = meta.net_spec()
     provenance = {
@@ -52,6 +90,7 @@ def export(checkpoint, out, random_init: int | None = None) -> dict:
     }
     if random_init is None:
         params, _ = ckpt.read_shared(ckpt_dir)
+        _check_shared(params, spec, Path(ckpt_dir) / ckpt.SHARED)
         provenance["source"] = "mdnet-pretrain"
     else:
         import mxnet as mx
@@ -60,9 +99,18 @@ def export(checkpoint, out, random_init: int | None = None) -> dict:
         params = params_from_trunk(trunk)
         # Keep the checkpoint's record so the baseline says which run it is the baseline of.
         provenance = {"source": "random-init", "seed": random_init, "baseline_of": provenance}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    save_weights(out, params, spec, provenance)
+    if Path(out).is_dir():
+        raise ExportError(f"--out {out}: is a folder, expected a weight file name such as weights.h5")
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        save_weights(out, params, spec, provenance)
+    except OSError as e:  # read-only folder, disk full, a parent that is a file
+        raise ExportError(f"cannot write the weight file {out}: {e.strerror or e}") from None
     return provenance
+
+
+class ExportError(ValueError):
+    """The weight file cannot be written; the message names it."""
 
 
 def main(args: argparse.Namespace) -> int:
@@ -71,8 +119,11 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         prov = export(args.checkpoint, args.out, args.random_init)
-    except (CheckpointError, WeightFileError, OSError, KeyError) as e:
+    except (CheckpointError, WeightFileError, ExportError) as e:
         print(f"mdnet-export: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # reading the checkpoint folder itself failed (permissions, I/O error)
+        print(f"mdnet-export: {e.filename or args.checkpoint}: {e.strerror or e}", file=sys.stderr)
         return 2
     if prov["source"] == "random-init":
         print(f"mdnet-export: random-init trunk (seed {args.random_init}) with the widths of "

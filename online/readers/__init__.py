@@ -26,7 +26,8 @@ Rules every reader follows (so the pretraining sampler and the tracker need no s
   (`len(seq)` = lines; `frames_on_disk` keeps the real count) and `problems` says so.
 - `len(seq.frames) == len(seq)` always: frames beyond the annotation are not exposed.
 - Nothing is decoded at load time except the first frame; a corrupt frame raises `DataError`
-  naming its file when it is accessed (`check_frames` looks at the first and last one).
+  naming its file when it is accessed (`check_frames` decodes the first and last one;
+  `check_frame_bytes` looks at every frame's last bytes for a truncated file).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ from .vot import read_vot
 
 __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "MAX_DISCOVER_DEPTH", "Format", "SequenceRef", "VideoFrames",
-    "check_frames", "detect_format", "discover", "find_sequences", "formats", "invalid_boxes",
+    "check_frame_bytes", "check_frames", "detect_format", "discover", "find_sequences", "formats", "invalid_boxes",
     "list_images", "load", "read_boxes", "read_dtb70", "read_got10k", "read_image_folder",
     "read_imagenet_vid", "read_lasot", "read_otb", "read_pack", "read_sequence", "read_uav123", "read_video",
     "read_vot",
@@ -115,6 +116,17 @@ def check_frames(seq: Sequence) -> tuple[int, int]:
     return first.shape[1], first.shape[0]
 
 
+def check_frame_bytes(seq: Sequence) -> None:
+    """The cheap corrupt-frame check of every frame: first and last bytes only, nothing decoded.
+
+    A truncated JPEG (no end-of-image marker) or PNG (no IEND) raises DataError naming the frame's
+    file; OpenCV would decode it with grey rows and nobody would notice. Video frames are not
+    checked (no per-frame bytes to look at).
+    """
+    for i in range(len(seq.frames)):
+        seq.frames.check(i)
+
+
 # ----------------------------------------------------------------------------------------------
 # Discovery: every sequence under a root
 
@@ -125,7 +137,7 @@ class SequenceRef:
     format: str
 
 
-def find_sequences(root: str | Path) -> list[SequenceRef]:
+def find_sequences(root: str | Path, unannotated: list[Path] | None = None) -> list[SequenceRef]:
     """Every sequence under `root`, in a deterministic order, without reading any.
 
     `root` may be one sequence folder, a benchmark root (folders of sequences, nested to any
@@ -133,6 +145,10 @@ def find_sequences(root: str | Path) -> list[SequenceRef]:
     `list.txt` names its sequences (kept in list order), or a root a format knows how to walk
     (ImageNet-VID: the folder holding Annotations/VID and Data/VID), or a file that holds many
     sequences (a pack written by `mdnet-data pack`: one ref, `load` gives them all).
+
+    With `unannotated`, folders of frame images that no format with ground truth claims (a
+    sequence whose ground-truth file is missing) are appended to it, so a caller that trains on
+    the root can say which it leaves out instead of skipping them silently.
     """
     root = Path(root)
     if not root.exists():
@@ -143,10 +159,13 @@ def find_sequences(root: str | Path) -> list[SequenceRef]:
             return [SequenceRef(root, fmt.name)]
         raise DataError(f"{root}: not a folder or a pack")
     refs: list[SequenceRef] = []
-    _walk(root, refs, 0)
+    unannotated = unannotated if unannotated is not None else []
+    _walk(root, refs, 0, unannotated)
     if not refs:
+        no_gt = (f"; frame folders without a ground-truth file: {', '.join(map(str, unannotated[:5]))}"
+                 if unannotated else "")
         raise DataError(f"{root}: no sequences found (no folder of a known format, list.txt or "
-                        f"dataset root below it, up to {MAX_DISCOVER_DEPTH} levels); known formats:\n"
+                        f"dataset root below it, up to {MAX_DISCOVER_DEPTH} levels){no_gt}; known formats:\n"
                         f"{registry.describe(formats(with_init_box=False))}")
     return refs
 
@@ -159,7 +178,11 @@ def _subdirs(folder: Path) -> list[Path]:
     return [folder / n for n in sorted((e.name for e in entries), key=natural_key)]
 
 
-def _walk(folder: Path, refs: list[SequenceRef], depth: int) -> None:
+# Frame sub-folders of the known layouts: an image folder named so is reported as its parent.
+_FRAME_DIRS = ("img", "imgs", "color", "images")
+
+
+def _walk(folder: Path, refs: list[SequenceRef], depth: int, unannotated: list[Path]) -> None:
     fmt = registry.detect(folder)
     if fmt is not None:
         refs.append(SequenceRef(folder, fmt.name))
@@ -172,10 +195,15 @@ def _walk(folder: Path, refs: list[SequenceRef], depth: int) -> None:
     if (folder / "list.txt").is_file():
         _read_list(folder, refs)
         return
+    if list_images(folder):
+        # Frames but no layout with ground truth: a sequence whose annotation file is missing.
+        seq_dir = folder.parent if folder.name.lower() in _FRAME_DIRS else folder
+        if seq_dir not in unannotated:
+            unannotated.append(seq_dir)
     if depth >= MAX_DISCOVER_DEPTH:
         return
     for sub in _subdirs(folder):
-        _walk(sub, refs, depth + 1)
+        _walk(sub, refs, depth + 1, unannotated)
 
 
 def _read_list(folder: Path, refs: list[SequenceRef]) -> None:

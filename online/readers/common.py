@@ -216,7 +216,8 @@ def annotated(name: str, fmt: str, seq_dir: Path, frame_dir: Path, frame_paths: 
     absent = np.zeros(n_lines, bool) if flags is None else flags.astype(bool)
     absent = mark_invalid(boxes, absent, image_size(frames), gt_path.name, problems)
     return Sequence(name=name, frames=frames, boxes=boxes, absent=absent, format=fmt,
-                    path=str(seq_dir), problems=problems, frames_on_disk=n_frames)
+                    path=str(seq_dir), problems=problems, frames_on_disk=n_frames,
+                    groundtruth_file=str(gt_path))
 
 
 def init_only(name, fmt, path, frames: FrameSource, init_box, problems) -> Sequence:

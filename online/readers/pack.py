@@ -52,10 +52,10 @@ import threading
 import zlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from online.sequence import DataError, FrameSource, Sequence
+from online.sequence import (HEAD_BYTES, TAIL_BYTES, DataError, FrameSource, Sequence, decode_image_bytes,
+                             image_bytes_problem)
 
 from .registry import Format, register
 
@@ -85,11 +85,9 @@ class SequenceDigest:
 
 
 def decode_bytes(data: bytes, where: str) -> np.ndarray:
-    """Encoded image bytes -> RGB uint8 HxWx3, as `online.sequence.decode_image` reads a file."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if img is None:
-        raise DataError(f"{where}: unreadable or corrupt image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """Encoded image bytes -> RGB uint8 HxWx3, exactly as `online.sequence.decode_image` reads a file
+    (the same decoder, the same corrupt-frame check: a pack keeps a truncated file's bytes as they are)."""
+    return decode_image_bytes(data, where)
 
 
 def _h5py():
@@ -227,6 +225,26 @@ class PackFrames(FrameSource):
             raise DataError(f"{self.where(i)}: bytes do not match their checksum (crc32 {got:08x}, "
                             f"stored {int(crc[i]):08x}): the pack is damaged")
         return data
+
+    def check(self, i):
+        """The cheap corrupt-frame check: the frame's first and last bytes only (no CRC, no decode)."""
+        i = self._check(i)
+        offsets, _, _, missing, base = self._load_index()
+        if missing[i]:
+            raise DataError(f"{self.where(i)}: frame file missing (it was missing when the pack was written)")
+        start, n = int(offsets[i]), int(offsets[i + 1] - offsets[i])
+        tail_start = start + max(0, n - TAIL_BYTES)
+        if base is not None:
+            head = self.pack.pread(min(n, HEAD_BYTES), base + start)
+            tail = self.pack.pread(start + n - tail_start, base + tail_start)
+        else:
+            with self.pack.lock:
+                data = self.pack.h5()[f"seq/{self.group}/data"]
+                head = data[start:start + min(n, HEAD_BYTES)].tobytes()
+                tail = data[tail_start:start + n].tobytes()
+        problem = image_bytes_problem(head, tail, n)
+        if problem is not None:
+            raise DataError(f"{self.where(i)}: {problem}")
 
     def _check(self, i) -> int:
         i = int(i)
