@@ -13,11 +13,35 @@ than one per parameter. The copies cost ~20 ms per step for full VGG-M widths (4
 
 Rules every caller follows, because Horovod matches collectives across ranks by name and order:
 the same calls, in the same order, with the same names, on every rank.
+
+When a rank stops (killed, crashed, its node lost), the others learn it one of two ways: the next
+collective fails (Horovod shuts down and MXNet raises "Horovod has been shut down"; the wrappers
+below turn that into `RankStopped`), or the launcher sends them SIGTERM (horovodrun stops every
+rank when one exits non-zero, then SIGKILLs after 5 s; Slurm and Kubernetes stop jobs the same
+way). `on_sigterm` reacts to the signal at once, from a helper thread, even while the main thread
+sits in a long MXNet call. `peer_status` says which ranks are gone, as far as this machine can see
+(ranks on the same node, by pid; a rank that ends because of another one leaves a note first, so
+it is not mistaken for the one that stopped). pretrain/trainer.py turns all of it into one line with the resume
+command and exit code `RANK_STOPPED_EXIT`.
+
+Debug switch (tests use it; never set it in a real run):
+    MDNET_DEBUG_KILL="RANK:STEP"   rank RANK sends itself SIGKILL right before step STEP (0-based:
+                                   after STEP steps are done), like a node or OOM killer would.
+                                   Unset it before running the printed --resume command.
 """
 from __future__ import annotations
 
+import json
 import os
+import platform
+import signal
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -29,6 +53,13 @@ _LAUNCHER_RANK_VARS = ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
 _LAUNCHER_SIZE_VARS = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 _hvd = None  # the horovod.mxnet module once initialised with more than one rank
+# Every rank's (launch host name, node name, pid), gathered once by init(): how to start the same
+# world again (horovodrun -H) and which ranks' processes are gone when one stops.
+_peers: list = []
+
+# Exit status of a rank that stopped because another rank stopped (or the launcher stopped it):
+# sysexits' EX_TEMPFAIL, "try again" -- the run continues with --resume.
+RANK_STOPPED_EXIT = 75
 
 
 @dataclass(frozen=True)
@@ -60,7 +91,9 @@ def launched_local_size() -> int:
 
 
 def init() -> World:
-    """Start Horovod when a launcher started us; otherwise the single-process world."""
+    """Start Horovod when a launcher started us; otherwise the single-process world. With more than
+    one rank, every rank then issues one allgather ("init.peers": host and pid of every rank, for
+    the report when a rank stops)."""
     global _hvd
     launched = any(v in os.environ for v in _LAUNCHER_RANK_VARS)
     if not launched:
@@ -80,6 +113,7 @@ def init() -> World:
     if hvd.size() == 1:
         return World(backend="horovod (1 rank)")
     _hvd = hvd
+    _gather_peers()
     backend = "horovod/gloo" if hvd.gloo_enabled() else "horovod/mpi"
     return World(rank=hvd.rank(), size=hvd.size(), local_rank=hvd.local_rank(),  # Horovod: rank/size
                  local_size=hvd.local_size(), backend=backend)
@@ -98,12 +132,39 @@ def _unflat(flat: mx.nd.NDArray, arrays) -> None:
         offset += n
 
 
+class RankStopped(RuntimeError):
+    """A collective failed because Horovod shut down: another rank stopped (or exited early)."""
+
+
+def is_horovod_shutdown(exc: BaseException) -> bool:
+    """True for Horovod's "a rank is gone" errors, however they reach Python: HorovodInternalError,
+    or MXNet re-raising the failed asynchronous collective as MXNetError."""
+    if isinstance(exc, RankStopped) or type(exc).__name__ == "HorovodInternalError":
+        return True
+    text = str(exc)
+    return "Horovod has been shut down" in text or "Horovod background loop" in text
+
+
+@contextmanager
+def _collective(name: str):
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - re-raised unless it is Horovod's shutdown
+        if is_horovod_shutdown(e) and not isinstance(e, RankStopped):
+            raise RankStopped(f"Horovod shut down during collective {name!r}") from e
+        raise
+
+
 def allreduce_average_(arrays, name: str) -> None:
     """Average `arrays` (NDArrays, any layout) over all ranks, in place."""
     if _hvd is None or not arrays:
         return
     flat = _flat(arrays)
-    _hvd.allreduce_(flat, average=True, name=name)  # Horovod: one fused allreduce
+    with _collective(name):
+        _hvd.allreduce_(flat, average=True, name=name)  # Horovod: one fused allreduce
+        # MXNet runs the collective asynchronously; wait here so a failure surfaces as
+        # RankStopped at this call, not later from whichever array happens to be read first.
+        flat.wait_to_read()
     _unflat(flat, arrays)
 
 
@@ -112,7 +173,9 @@ def broadcast_(arrays, name: str, root_rank: int = 0) -> None:
     if _hvd is None or not arrays:
         return
     flat = _flat(arrays)
-    _hvd.broadcast_(flat, root_rank=root_rank, name=name)  # Horovod: broadcast from root
+    with _collective(name):
+        _hvd.broadcast_(flat, root_rank=root_rank, name=name)  # Horovod: broadcast from root
+        flat.wait_to_read()
     _unflat(flat, arrays)
 
 
@@ -128,8 +191,9 @@ def allreduce_sum_np(values: np.ndarray, name: str) -> np.ndarray:
     if _hvd is None:
         return values.copy()
     t = mx.nd.array(values, dtype=np.float64)
-    _hvd.allreduce_(t, average=False, name=name)  # Horovod: sum of per-rank counters
-    return t.asnumpy()
+    with _collective(name):
+        _hvd.allreduce_(t, average=False, name=name)  # Horovod: sum of per-rank counters
+        return t.asnumpy()
 
 
 def barrier(name: str = "barrier") -> None:
@@ -174,3 +238,161 @@ def pin_to_cores(world: World, threads: int) -> list[int]:
         except OSError:
             pass  # a thread that just ended
     return mine
+
+
+# ------------------------------------------------------------------------------ when a rank stops
+
+_PEER_BYTES = 256  # one rank's JSON record, zero-padded, for a fixed-shape allgather
+
+
+def _gather_peers() -> None:
+    """Every rank's (launch host name, node name, pid), in rank order: one allgather at init, the
+    same on every rank. JSON in a fixed-size byte row (no pickle)."""
+    global _peers
+    me = json.dumps([os.environ.get("HOROVOD_HOSTNAME") or platform.node(), platform.node(), os.getpid()])
+    row = np.zeros((1, _PEER_BYTES), np.uint8)
+    raw = me.encode()[:_PEER_BYTES]
+    row[0, :len(raw)] = np.frombuffer(raw, np.uint8)
+    with _collective("init.peers"):
+        rows = _hvd.allgather(mx.nd.array(row, dtype=np.uint8), name="init.peers").asnumpy()  # Horovod
+    _peers = [tuple(json.loads(bytes(r).rstrip(b"\0").decode())) for r in rows]
+
+
+def launch_prefix() -> list[str]:
+    """The launcher words that start this world again: `horovodrun -np N -H host:slots,...` with
+    the hosts in rank order (as horovodrun assigns them), [] for a single process."""
+    if _hvd is None or not _peers:
+        return []
+    slots: dict = {}
+    for host, _node, _pid in _peers:
+        slots[host] = slots.get(host, 0) + 1
+    return ["horovodrun", "-np", str(len(_peers)), "-H", ",".join(f"{h}:{n}" for h, n in slots.items())]
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state in ("Z", "X")  # a killed child its launcher has not reaped yet is a zombie
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
+
+
+def _marker(pid: int) -> Path:
+    # Node-local, keyed by pid: only ranks on this node can be checked by pid anyway.
+    return Path(tempfile.gettempdir()) / f"mdnet-pretrain-stopping-{pid}"
+
+
+def mark_stopping() -> None:
+    """Leave a note that this process is ending on purpose (it saw another rank stop, or got
+    SIGTERM), so that a rank on this node that looks at it later does not report it as the one
+    that stopped."""
+    if not _peers:
+        return  # one process: nobody to tell
+    try:
+        _marker(os.getpid()).touch()
+    except OSError:
+        pass
+
+
+def peer_status(wait_s: float = 1.0) -> dict:
+    """rank -> "gone" (process ended without a note: killed, crashed) | "ending" (ending because of
+    another rank, see mark_stopping) | "running" | "unknown" (on another node, where a pid here
+    says nothing).
+
+    A killed process closes its sockets (which is what makes the others' collective fail) a moment
+    before the kernel marks it dead, so look again for up to `wait_s` until one is gone."""
+    if not _peers:
+        return {}
+    here = platform.node()
+    deadline = time.monotonic() + wait_s
+    while True:
+        status = {}
+        for r, (_host, node, pid) in enumerate(_peers):
+            if node != here:
+                status[r] = "unknown"
+            elif _marker(pid).exists():
+                status[r] = "ending"
+            else:
+                status[r] = "gone" if _pid_gone(pid) else "running"
+        if "gone" in status.values() or time.monotonic() >= deadline:
+            return status
+        time.sleep(0.05)
+
+
+def clear_stop_marks() -> None:
+    """Remove the notes of this node's ranks (the reporting rank, once it has decided)."""
+    here = platform.node()
+    for _host, node, pid in _peers:
+        if node == here:
+            try:
+                _marker(pid).unlink()
+            except OSError:
+                pass
+
+
+@contextmanager
+def on_sigterm(callback):
+    """While inside: SIGTERM calls `callback()` at once from a helper thread (which should end the
+    process), even when the main thread is busy inside MXNet and would run a Python signal handler
+    only after that call returns, which can be after the launcher's SIGKILL. The signal's C handler
+    writes to a pipe (signal.set_wakeup_fd) that the helper thread reads. Only from the main thread;
+    elsewhere this does nothing. The previous handler is restored on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    rfd, wfd = os.pipe()
+    os.set_blocking(wfd, False)
+    old_handler = signal.signal(signal.SIGTERM, lambda signum, frame: None)  # the helper acts
+    old_fd = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    done = threading.Event()
+
+    def watch():
+        while True:
+            data = os.read(rfd, 64)
+            if done.is_set() or not data:
+                return
+            if signal.SIGTERM in data:  # the pipe carries the numbers of every handled signal
+                try:
+                    callback()
+                finally:
+                    os._exit(RANK_STOPPED_EXIT)
+
+    thread = threading.Thread(target=watch, name="sigterm-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGTERM, old_handler)
+        done.set()
+        os.write(wfd, b"\0")
+        thread.join(timeout=5)
+        os.close(wfd)
+        os.close(rfd)
+
+
+def debug_kill_step(rank: int):
+    """The step before which this rank kills itself (MDNET_DEBUG_KILL="RANK:STEP"), else None."""
+    spec = os.environ.get("MDNET_DEBUG_KILL", "").strip()
+    if not spec:
+        return None
+    try:
+        r, step = (int(x) for x in spec.split(":"))
+    except ValueError:
+        raise ValueError(f'MDNET_DEBUG_KILL={spec!r}: expected "RANK:STEP", e.g. "1:3"') from None
+    return step if r == rank else None
+
+
+def kill_self(rank: int, step: int) -> None:
+    """SIGKILL this process, as an OOM killer or a lost node would: no cleanup, no Python exit."""
+    print(f"MDNET_DEBUG_KILL: rank {rank} kills itself before step {step}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)

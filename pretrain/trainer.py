@@ -11,11 +11,24 @@ collectives each issues, and in which order, is declared there and printed at st
 Collectives, in the order every rank issues them (Horovod needs the same sequence everywhere):
 setup: one allreduce of outlier counts, then broadcasts of the shared weights and momentum;
 each step: one allreduce of the shared gradients; then the hooks' (see `describe_collectives`).
+
+When a rank stops (killed, crashed, node lost), setup and the loop do not end in Horovod's
+traceback: the surviving rank 0 (or, when rank 0 itself is gone, the lowest surviving rank on its
+node) prints ONE line naming the rank that stopped (when this node can see it), the step, the last
+complete checkpoint and the exact command that continues the run with --resume, and every
+survivor exits with status 75 (`dist.RANK_STOPPED_EXIT`) within seconds. The same happens on
+SIGTERM (horovodrun sends it to the others when one rank fails; Slurm and Kubernetes to cancel).
+Tests make a rank kill itself with MDNET_DEBUG_KILL="RANK:STEP" (pretrain/distributed.py).
 """
 from __future__ import annotations
 
 import logging
+import os
+import shlex
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +55,32 @@ from pretrain.sharding import StepPlanner, describe_shards, shard_domains, steps
 
 # Streams of the per-step generators: default_rng([seed, rank, step, STREAM]).
 _DATA_STREAM, _DROPOUT_STREAM = 1, 2
+
+# The main thread (a failed collective) and the SIGTERM helper thread may both report a stop.
+_STOP_LOCK = threading.Lock()
+
+
+def resume_command(argv, resume: bool, launcher=()) -> str:
+    """The command line that starts this run again: the launcher words, this process's program and
+    arguments with any --resume [CHECKPOINT] replaced by a plain --resume (when `resume`). --force
+    is dropped when resuming (a resume never wipes the run it continues) and added when starting
+    again (the folder now holds this run's files, which a plain start refuses)."""
+    prog = Path(argv[0])
+    if prog.name == "cli.py" and prog.parent.name == "pretrain":  # started as `python -m pretrain.cli`
+        words = [sys.executable, "-m", "pretrain.cli"]
+    else:
+        words = [argv[0]]
+    args, rest = [], list(argv[1:])
+    while rest:
+        a = rest.pop(0)
+        if a == "--resume":
+            if rest and not rest[0].startswith("-"):
+                rest.pop(0)  # its checkpoint argument
+            continue
+        if a.startswith("--resume=") or a == "--force":
+            continue
+        args.append(a)
+    return shlex.join([*launcher, *words, *args, *(["--resume"] if resume else ["--force"])])
 
 
 def step_seed(seed: int, rank: int, step: int, stream: int) -> int:
@@ -91,13 +130,74 @@ class Pretrainer:
         self.step = 0
         self.hooks: list = []
 
-    # ======================================================================== setup
-
     def info(self, msg: str) -> None:
         if self.world.is_main:
             self.log.info(msg)
 
+    # ======================================================================== a rank stopped
+
+    @contextmanager
+    def stop_on_rank_failure(self, where: str):
+        """Around setup and the loop: a collective failing because a rank stopped, or SIGTERM from
+        the launcher, ends this process with one line (see the module docstring)."""
+        with dist.on_sigterm(lambda: self._stopped(where, "SIGTERM")):
+            try:
+                yield
+            except Exception as e:  # noqa: BLE001 - anything but Horovod's shutdown is re-raised
+                if dist.is_horovod_shutdown(e):
+                    self._stopped(where, "collective")
+                raise
+
+    def _stopped(self, where: str, how: str):
+        """Report (on one surviving rank) and exit with RANK_STOPPED_EXIT; never returns."""
+        dist.mark_stopping()
+        with _STOP_LOCK:
+            try:
+                status = dist.peer_status()
+                me = self.world.rank
+                gone = [r for r, s in sorted(status.items()) if s == "gone" and r != me]
+                # One line per job: rank 0, or the lowest survivor when every rank below it died.
+                if me == 0 or all(status.get(r) == "gone" for r in range(me)):
+                    self.log.error(self.stop_line(where, how, gone))
+                    dist.clear_stop_marks()
+            except BaseException as e:  # noqa: BLE001 - exiting anyway; say why the line is missing
+                print(f"mdnet-pretrain: rank {self.world.rank}: stopping ({how}); no report: {e!r}",
+                      file=sys.stderr)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                # os._exit: no Horovod shutdown handshake with ranks that are gone, no joins of
+                # prefetch threads; files are written atomically, so nothing is left half-written.
+                os._exit(dist.RANK_STOPPED_EXIT)
+
+    def stop_line(self, where: str, how: str, gone) -> str:
+        if gone:
+            who = f"rank{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))} stopped"
+        elif how == "SIGTERM":
+            who = ("stopped by SIGTERM (the launcher stops every rank when one fails, or the job was "
+                   "cancelled)")
+        else:
+            who = "a rank stopped (Horovod shut down)"
+        total = getattr(self, "total_steps", None)
+        when = (f"during setup (before step {self.start_step})" if where == "setup"
+                else f"after step {self.step}" + (f" of {total}" if total else ""))
+        try:
+            latest = ckpt.find_latest(self.out)
+            done = f"last complete checkpoint: {latest} (step {ckpt.read_meta(latest).step})"
+            resume = True
+        except (ckpt.CheckpointError, OSError, ValueError):
+            done, resume = "no complete checkpoint yet", False
+        cmd = resume_command(sys.argv, resume, dist.launch_prefix())
+        return (f"mdnet-pretrain: {who}; rank {self.world.rank} stops {when}; {done}; "
+                f"{'resume with' if resume else 'start again with'}: {cmd}")
+
+    # ======================================================================== setup
+
     def setup(self) -> None:
+        with self.stop_on_rank_failure("setup"):
+            self._setup()
+
+    def _setup(self) -> None:
         cfg, world = self.cfg, self.world
         domains = find_domains(cfg.data, log=self.info)
         small = [d for d in domains if d.train_hint < cfg.data.min_train_frames]
@@ -317,16 +417,20 @@ class Pretrainer:
         for h in self.hooks:
             h.before_train(self)
         self.step = self.start_step
-        try:
-            while self.step < self.stop_step:
-                stats = self.run_step(self.step)
-                self.step += 1
-                for h in self.hooks:
-                    h.after_step(self, stats)
-        finally:
-            self.prefetch.close()
-        for h in self.hooks:
-            h.after_train(self)
+        kill_at = dist.debug_kill_step(self.world.rank)  # MDNET_DEBUG_KILL: tests only
+        with self.stop_on_rank_failure("loop"):
+            try:
+                while self.step < self.stop_step:
+                    if self.step == kill_at:
+                        dist.kill_self(self.world.rank, self.step)
+                    stats = self.run_step(self.step)
+                    self.step += 1
+                    for h in self.hooks:
+                        h.after_step(self, stats)
+            finally:
+                self.prefetch.close()
+            for h in self.hooks:
+                h.after_train(self)
         timing = [h for h in self.hooks if isinstance(h, H.Timing)]
         return timing[0].result if timing else {}
 

@@ -79,7 +79,7 @@ def _run_one(np_: int, cfg_path: str, data: str, out: Path, steps: int, threads:
     cycles = max(1, math.ceil(steps / per_cycle))
     bin_dir = Path(sys.executable).parent
     cmd = [str(bin_dir / "horovodrun"), "-np", str(np_), "-H", f"localhost:{np_}",
-           sys.executable, "-m", "pretrain.cli", "--config", cfg_path, "--out", str(out),
+           sys.executable, "-m", "pretrain.cli", "--config", cfg_path, "--out", str(out), "--force",
            "--set", f"data.roots=[{data}]", "--set", f"train.cycles={cycles}",
            "--set", "val.enabled=false", "--set", "checkpoint.every_steps=0",
            "--set", "train.log_every=0", "--set", f"runtime.threads={threads}",
