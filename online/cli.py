@@ -387,6 +387,12 @@ def main(args: argparse.Namespace) -> int:
         ctx = mx.gpu(args.gpu)
     else:
         ctx = mx.cpu()
+    from online.trunk_precision import check_supported
+    try:
+        check_supported(cfg.trunk_dtype, ctx)  # one config error up front, not a failure per sequence
+    except ConfigError as e:
+        print(f"mdnet-track: config error: {e}", file=sys.stderr)
+        return 2
     spec = None
     if args.weights is None:
         if not DEFAULT_WEIGHTS.is_file():
@@ -432,7 +438,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         print(f"mdnet-track: {len(seqs)} sequence(s), weights {args.weights}, "
-              f"widths {trunk.spec.conv_channels}/{trunk.spec.fc_width}, mode {cfg.mode}, device {ctx} "
+              f"widths {trunk.spec.conv_channels}/{trunk.spec.fc_width}, mode {cfg.mode}, trunk {cfg.trunk_dtype}, device {ctx} "
               f"({threads} thread(s)), mxnet {mx.__version__}, seed {args.seed}", flush=True)
 
     failures = 0

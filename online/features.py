@@ -10,6 +10,13 @@ sets the scale (fast mode; exact mode ignores it). The tracker never knows which
   (same scale + overlapping -> one shared region), each region goes through conv1-3 once, every box
   is pooled from its region's map with RoIAlign. Maps of the current image are kept until `new_image()`,
   so a later call whose region lies inside one already computed (same scale) pools from it.
+
+Both run conv1-3 at `precision` (TrackerConfig.trunk_dtype, online/trunk_precision.py): fp32 runs
+the trunk's own block; bf16 a converted copy made at construction; int8 a quantized copy made on
+the first call, calibrated on inputs of that call (the tracker's first call is the first frame's
+samples: positives, negatives, box-regression and update samples) and kept for the source's life
+(a VOT re-initialisation keeps it, like the convs). Calibration time goes to the timer's `calib_s`
+(and so to the first frame). Features come out as float32 in every case.
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-from online import roi
+from online import roi, trunk_precision
 from online.crops import crop_regions
 from online.network import FeatureMap, NetSpec, Trunk
 
@@ -52,10 +59,14 @@ def _as_boxes(b) -> np.ndarray:
 class CropFeatures:
     """Exact mode: conv1-3 on 107x107 crops of boxes, in fixed batches of `batch`."""
 
-    def __init__(self, trunk: Trunk, batch: int, ctx, timer: Timer):
+    def __init__(self, trunk: Trunk, batch: int, ctx, timer: Timer, precision: str = "fp32"):
+        trunk_precision.check_supported(precision, ctx)
         self.spec: NetSpec = trunk.spec
-        self.convs = trunk.convs
-        self.convs.hybridize(static_alloc=True, static_shape=True)
+        self.precision = precision
+        self.fp32_convs = trunk.convs
+        self.fp32_convs.hybridize(static_alloc=True, static_shape=True)
+        # What runs: the trunk's block (fp32), a bf16 copy made now, an int8 copy made on the first call.
+        self.convs = None if precision == "int8" else trunk_precision.convert(self.fp32_convs, precision, ctx)
         self.batch = batch
         self.ctx = ctx
         self.timer = timer
@@ -77,7 +88,20 @@ class CropFeatures:
         boxes = [_as_boxes(b) for b, _ in groups]
         return split_rows(self.crops(image, np.concatenate(boxes)), [len(b) for b in boxes])
 
+    def _calibrate(self, image: np.ndarray, boxes: np.ndarray) -> None:
+        """int8: quantize the convs, calibrated on CALIB_CROPS crops spread evenly over `boxes`
+        (for the first frame: every sample kind, in the order the tracker passes them)."""
+        t0 = time.perf_counter()
+        n = min(len(boxes), trunk_precision.CALIB_CROPS)
+        pick = np.unique(np.linspace(0, len(boxes) - 1, n).round().astype(int))
+        crops = crop_regions(image, boxes[pick], self.spec.input_size, self.spec.padding, self.spec.mean)
+        self.convs = trunk_precision.convert(self.fp32_convs, self.precision, self.ctx,
+                                             calib=[mx.nd.array(crops, ctx=self.ctx)])
+        self.timer.add("calib_s", time.perf_counter() - t0)
+
     def crops(self, image: np.ndarray, boxes: np.ndarray) -> mx.nd.NDArray:
+        if self.convs is None and len(boxes):
+            self._calibrate(image, boxes)
         outs = []
         for start in range(0, len(boxes), self.batch):
             chunk = boxes[start:start + self.batch]
@@ -102,13 +126,20 @@ class RoIFeatures:
 
     BUCKET_CELLS = 4  # region sides rounded up to 4 conv3 cells (64 px): few shapes, compiled once
 
-    def __init__(self, trunk: Trunk, max_side: int, ctx, timer: Timer, stride: int = 8):
+    def __init__(self, trunk: Trunk, max_side: int, ctx, timer: Timer, stride: int = 8,
+                 precision: str = "fp32"):
+        trunk_precision.check_supported(precision, ctx)
         self.spec: NetSpec = trunk.spec
         roi.check_spec(self.spec)
         self.stride = int(stride)
-        self.maps = FeatureMap(trunk.convs, self.stride)
+        self.precision = precision
+        self.fp32_maps = FeatureMap(trunk.convs, self.stride)
         # Region sizes change from frame to frame: a cached graph re-plans per shape (no static_shape).
-        self.maps.hybridize()
+        self.fp32_maps.hybridize()
+        # What runs: the block itself (fp32), a bf16 copy made now, an int8 copy made on the first
+        # region (calibrated on that region's pixels: the first frame's region around the target).
+        self.maps = (None if precision == "int8"
+                     else trunk_precision.convert(self.fp32_maps, precision, ctx, static_shape=False))
         self.max_side = int(max_side)
         self.ctx = ctx
         self.timer = timer
@@ -133,10 +164,16 @@ class RoIFeatures:
         pixels = roi.warp_region(image, region, self.spec.mean)
         x = mx.nd.array(pixels.transpose(2, 0, 1)[None], ctx=self.ctx, dtype=np.float32)
         t1 = time.perf_counter()
+        self.timer.add("crop_s", t1 - t0)
+        if self.maps is None:
+            self.maps = trunk_precision.convert(self.fp32_maps, self.precision, self.ctx, calib=[x],
+                                                static_shape=False)
+            t_cal = time.perf_counter()
+            self.timer.add("calib_s", t_cal - t1)
+            t1 = t_cal
         fmap = self.maps(x)
         fmap.wait_to_read()
         t2 = time.perf_counter()
-        self.timer.add("crop_s", t1 - t0)
         self.timer.add("conv_s", t2 - t1)
         self.timer.net_s += t2 - t1
         self.regions_run += 1

@@ -311,9 +311,10 @@ class MultiTracker:
         self.seed = int(seed)
         self.timer = Timer()
         if config.mode == "fast":
-            self.features = RoIFeatures(trunk, config.max_region, self.ctx, self.timer, config.fast_stride)
+            self.features = RoIFeatures(trunk, config.max_region, self.ctx, self.timer, config.fast_stride,
+                                        config.trunk_dtype)
         else:
-            self.features = CropFeatures(trunk, config.batch_test, self.ctx, self.timer)
+            self.features = CropFeatures(trunk, config.batch_test, self.ctx, self.timer, config.trunk_dtype)
         self.targets: list[_Target] = []
 
     @property

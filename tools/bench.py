@@ -9,6 +9,15 @@ network forward/backward passes (synchronised, so asynchronous execution does no
 `overhead_ratio` = total / network time: 1.0 would mean crops, sampling, box regression and
 bookkeeping cost nothing. Frame decoding is reported apart (`decode_s_per_frame`) because it
 depends on the storage and the file format, not on the tracker.
+
+Comparing options: `--mode exact,fast` and `--trunk-dtype fp32,bf16,int8` run every combination
+on the same sequence and weights in one process; `--repeats N` runs them N times round-robin (so a
+change of machine load hits every option alike) and reports per option the median of each figure,
+and `fps_ratios` = the median over rounds of fps(option) / fps(first option) in that round.
+Every run reports its parts by phase (`phases`: first frame: features, of which int8 calibration,
+training, box-regression fit; per frame: candidates, stored samples, updates, box regression).
+`--profile` adds the time per layer of conv1-3 for one 256-crop batch at each trunk dtype
+(tools/bench_profile.py).
 """
 from __future__ import annotations
 
@@ -46,6 +55,17 @@ def add_track_parser(subparsers) -> argparse.ArgumentParser:
                    help="exact | fast | exact,fast (default: the config's mode). With both, the modes run one "
                         "after the other on the same sequence and weights and the output adds "
                         "fps_ratio = fps(last) / fps(first)")
+    p.add_argument("--trunk-dtype", default=None, metavar="DTYPE[,DTYPE...]",
+                   help="conv1-3 precision(s) to compare, of fp32, bf16, int8 (default: the config's "
+                        "trunk_dtype); with several, each runs on the same sequence and weights and the output "
+                        "adds fps_ratios against the first")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="run every option N times, round-robin; figures are medians (default 1)")
+    p.add_argument("--profile", action="store_true",
+                   help="also time each layer of conv1-3 for one batch (batch_test, 256) of first-frame candidate "
+                        "crops, per trunk dtype")
+    p.add_argument("--profile-repeats", type=int, default=5, metavar="N",
+                   help="--profile: time every graph prefix N times, round-robin (default 5)")
     threads_arg(p)
     p.add_argument("--gpu", type=int, default=None, metavar="N", help="GPU N (default CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a text table")
@@ -64,6 +84,34 @@ def _modes(text: str | None) -> list:
     return modes
 
 
+def _dtypes(text: str | None) -> list:
+    from online.tracker_config import TRUNK_DTYPES
+    if text is None:
+        return [None]
+    dtypes = [d.strip() for d in text.split(",") if d.strip()]
+    bad = [d for d in dtypes if d not in TRUNK_DTYPES]
+    if not dtypes or bad or len(set(dtypes)) != len(dtypes):
+        raise SystemExit(f"mdnet-bench track: --trunk-dtype {text!r}: expected distinct values of "
+                         f"{', '.join(TRUNK_DTYPES)}")
+    return dtypes
+
+
+def _median_run(runs: list) -> dict:
+    """One option's figures over its repeats: the median of every number, nested dicts included."""
+    if len(runs) == 1:
+        return runs[0]
+    import numpy as np
+    out = {}
+    for k, v in runs[0].items():
+        if isinstance(v, dict):
+            out[k] = _median_run([r[k] for r in runs])
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = float(np.median([r[k] for r in runs]))
+        else:
+            out[k] = v
+    return out
+
+
 def bench_track(args) -> int:
     threads = set_threads(args.threads)
     import mxnet as mx
@@ -76,11 +124,28 @@ def bench_track(args) -> int:
 
     if args.frames < 2:
         raise SystemExit("mdnet-bench track: --frames must be >= 2 (the first frame is timed apart)")
+    if args.repeats < 1:
+        raise SystemExit("mdnet-bench track: --repeats must be >= 1")
     modes = _modes(args.mode)
+    dtypes = _dtypes(args.trunk_dtype)
+    from online import trunk_precision
+    from online.config import ConfigError
     from online.tracker_config import TrackerConfig
-    cfgs = [load_config(TrackerConfig, args.config, list(args.overrides) + ([f"mode={m}"] if m else []))
-            for m in modes]
+    try:
+        cfgs = [load_config(TrackerConfig, args.config, list(args.overrides) + ([f"mode={m}"] if m else [])
+                            + ([f"trunk_dtype={d}"] if d else []))
+                for m in modes for d in dtypes]
+    except ConfigError as e:
+        raise SystemExit(f"mdnet-bench track: config error: {e}")
     ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
+    try:  # refuse before any run, not after the first option has been timed
+        for cfg in cfgs:
+            trunk_precision.check_supported(cfg.trunk_dtype, ctx)
+    except ConfigError as e:
+        raise SystemExit(f"mdnet-bench track: {e}")
+    # Run names: what differs between the runs ("exact", "bf16", "fast/int8").
+    vary = [i for i, opts in enumerate((modes, dtypes)) if len(opts) > 1]
+    names = ["/".join((c.mode, c.trunk_dtype)[i] for i in vary) for c in cfgs]
     spec = None
     if args.widths is not None:
         c1, c2, c3, fc = args.widths
@@ -100,11 +165,27 @@ def bench_track(args) -> int:
         # Extra targets: the first box shifted by a few pixels (same size), so candidate batches grow.
         box0 = seq.boxes[0]
         inits = np.array([box0 + np.array([4.0 * k, 3.0 * k, 0, 0]) for k in range(args.targets)])
-        runs = []
-        for cfg in cfgs:
-            mx.random.seed(args.seed)
-            runs.append((cfg, _time_run(trunk, cfg, ctx, args.seed, seq, inits, n)))
+        rounds = []
+        for _ in range(args.repeats):
+            one = []
+            for cfg in cfgs:
+                mx.random.seed(args.seed)
+                one.append(_time_run(trunk, cfg, ctx, args.seed, seq, inits, n))
+            rounds.append(one)
+        runs = [(cfg, _median_run([r[j] for r in rounds])) for j, cfg in enumerate(cfgs)]
         size = seq.frame(0).shape[1::-1]
+        layers = None
+        if args.profile:
+            from tools.bench_profile import profile_layers
+            from online.sampling import SamplerSpec, sample_boxes
+            # One frame's candidates (the tracker's sampler and count) around the first box.
+            c = cfgs[0]
+            image0 = seq.frame(0)
+            cands = sample_boxes(np.random.default_rng(args.seed), SamplerSpec("gaussian", c.trans, c.scale,
+                                                                                min_size=c.min_box_size),
+                                 box0, image0.shape[1::-1], c.n_samples)
+            layers = profile_layers(trunk, list(dict.fromkeys(c.trunk_dtype for c in cfgs)), ctx, image0, cands,
+                                    batch=c.batch_test, repeats=max(1, args.profile_repeats))
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -117,6 +198,7 @@ def bench_track(args) -> int:
         "widths": list(trunk.spec.conv_channels) + [trunk.spec.fc_width],
         "device": str(ctx),
         "threads": threads,
+        "repeats": args.repeats,
         "config_overrides": list(args.overrides),
         "mxnet": mx.__version__,
         "cpu_count": os.cpu_count(),
@@ -124,9 +206,14 @@ def bench_track(args) -> int:
     if len(runs) == 1:
         result = {**common, **runs[0][1]}
     else:
-        result = {**common, "runs": {cfg.mode: r for cfg, r in runs},
-                  "fps_ratio": runs[-1][1]["fps"] / runs[0][1]["fps"],
-                  "fps_ratio_of": f"{runs[-1][0].mode} / {runs[0][0].mode}"}
+        # Ratios within each round, then their median: the load of one moment cancels out.
+        ratios = {name: float(np.median([r[j]["fps"] / r[0]["fps"] for r in rounds]))
+                  for j, name in enumerate(names)}
+        result = {**common, "runs": dict(zip(names, (r for _, r in runs))),
+                  "fps_ratios": ratios, "fps_ratios_of": f"fps(run) / fps({names[0]})",
+                  "fps_ratio": ratios[names[-1]], "fps_ratio_of": f"{names[-1]} / {names[0]}"}
+    if layers is not None:
+        result["layers"] = layers
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -139,14 +226,21 @@ def _time_run(trunk, cfg, ctx, seed, seq, inits, n) -> dict:
     from online.metrics import summarize
     from online.track_loop import track_sequence
     from online.tracker import MultiTracker
+    from tools.bench_profile import PhaseFeatures, phases
 
     tracker = MultiTracker(trunk, cfg, ctx, seed=seed)
+    feats = tracker.features
+    tracker.features = PhaseFeatures(feats, tracker.timer)
     run = track_sequence(tracker, seq, inits, n)
     per = n - 1
     total = float(run.track_s[1:].sum())
     net = run.net_s - run.first_frame_net_s
+    totals = tracker.timer.snapshot()
+    first_parts = {k: v - run.parts_s.get(k, 0.0) for k, v in totals.items() if k != "net_s"}
+    per_frame = {k: v / per for k, v in run.parts_s.items()}
     out = {
         "mode": cfg.mode,
+        "trunk_dtype": cfg.trunk_dtype,
         "first_frame_s": run.first_frame_s,
         "first_frame_net_s": run.first_frame_net_s,
         "total_s_per_frame": total / per,
@@ -154,12 +248,13 @@ def _time_run(trunk, cfg, ctx, seed, seq, inits, n) -> dict:
         "overhead_ratio": total / net if net > 0 else float("nan"),
         "fps": per / total,
         "decode_s_per_frame": float(run.decode_s[1:].sum()) / per,
-        "parts_s_per_frame": {k: v / per for k, v in run.parts_s.items()},
+        "first_frame_parts_s": first_parts,
+        "parts_s_per_frame": per_frame,
+        "phases": phases(first_parts, per_frame, run.first_frame_s, total / per),
         # Each failed frame triggers a short-term update (maxiter_update iterations): the main
         # reason one sequence runs slower than another with the same tracker.
         "failed_frames": int((~run.success[1:n]).sum()),
     }
-    feats = tracker.features
     if hasattr(feats, "regions_run"):
         out["regions_per_frame"] = feats.regions_run / n
         out["region_kpx_per_frame"] = feats.region_px / n / 1000.0
@@ -171,9 +266,17 @@ def _time_run(trunk, cfg, ctx, seed, seq, inits, n) -> dict:
 def _print_table(result: dict, indent: str = "") -> None:
     for k, v in result.items():
         if isinstance(v, dict) and k == "runs":
-            for mode, r in v.items():
-                print(f"{indent}--- mode {mode}")
+            for name, r in v.items():
+                print(f"{indent}--- run {name}")
                 _print_table(r, indent + "  ")
+        elif isinstance(v, dict) and k == "layers":
+            for dtype, prof in v.items():
+                print(f"{indent}--- conv1-3 layers, {dtype}, batch {prof['batch']}: {prof['total_s']:.4f} s")
+                for layer in prof["layers"]:
+                    print(f"{indent}  {layer['node']:>40} {layer['op']:>28} {layer['s']:9.4f} s")
+        elif isinstance(v, dict) and k == "phases":
+            for part, d in v.items():
+                print(f"{indent}{'phases ' + part:>20}: " + ", ".join(f"{a} {b:.4f}" for a, b in d.items()))
         else:
             print(f"{indent}{k:>20}: {v}")
 

@@ -1,0 +1,194 @@
+"""Inference precision of the conv trunk (conv1-3): fp32 (default), bf16 or int8 on a oneDNN CPU.
+
+`TrackerConfig.trunk_dtype` picks it; online/features.py converts the block it runs (exact mode's
+ConvStage, fast mode's FeatureMap) with `convert(block, dtype, ctx, calib)`. Only conv1-3 change:
+their output is handed on as float32, so fc4-fc6, online training, hard mining and box regression
+run in fp32 exactly as before, on features that differ by the trunk's rounding.
+
+- bf16: MXNet AMP (`convert_symbol`, target bfloat16) with LRN kept in fp32. Measured on
+  MXNet 1.9.1's oneDNN: a bf16 LRN runs outside the fast path, ~25x slower than fp32 (4.7 s vs 0.18 s
+  for conv1's output of 256 crops), which made the whole bf16 trunk ~12x slower than fp32. With LRN
+  in fp32 the graph is conv+ReLU in bf16 -> cast -> LRN -> pool -> cast -> next conv. Weights are
+  stored in bf16 (`cast_optional_params`), so no cast runs per call. Input pixels minus the mean are
+  integers in [-128, 127]: exact in bf16.
+- int8: `mx.contrib.quantization` (oneDNN backend, conv+ReLU fused, naive min/max calibration,
+  channel-wise weight scales), calibrated once on crops of the first frame the tracker sees (the
+  caller picks them). The thresholds are fixed after that: a later image with a wider range of
+  activations is clipped, which is the price of static int8.
+
+Speed (MXNet 1.9.1, 2-core AVX512_BF16/VNNI EPYC shared with a pretraining run, so noisy; fp32
+time / option time for 256 crops at VGG-M width, medians of interleaved rounds): int8 1.25x in
+process CPU time (rounds 1.05-1.28), 1.3-2.2x in wall time; bf16 0.90-0.94x in CPU time, 0.9-1.7x
+in wall time, i.e. no gain: its convs are faster but the casts around the fp32 LRNs eat it. In
+fast mode (one small region map per frame, batch 1) neither helps (bf16 0.66x, int8 0.96x wall on
+a 243x235 region). The per-layer split: `mdnet-bench track --profile`.
+
+Both need the CPU's instruction set: oneDNN runs bf16 without AVX512_BF16 (or AMX) and int8 without
+VNNI by emulation, slower than fp32, so a config asking for them there is refused (ConfigError)
+rather than silently made slow. On a GPU neither applies (MXNet's int8 kernels here are oneDNN's;
+bf16 is a CPU format in this MXNet): refused too. The GPU analogue would be fp16
+(`convert_symbol(target_dtype="float16")`), not implemented: there is no GPU build to test it on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from online.config import ConfigError
+from online.tracker_config import TRUNK_DTYPES
+
+# Any one of these CPU flags (Linux /proc/cpuinfo names) runs the precision natively.
+REQUIRED_FLAGS = {
+    "bf16": ("avx512_bf16", "amx_bf16"),
+    "int8": ("avx512_vnni", "avx_vnni", "amx_int8"),
+}
+
+# int8 calibration inputs (exact mode: crops spread over the first frame's samples). Measured on
+# OTB Crossing (random:0 and ImageNet VGG-M convs): relative error of the features 0.0164 / 0.0167 /
+# 0.0169 with 32 / 64 / 256 crops -- more crops widen the ranges without helping -- at 0.2 / 0.35 /
+# ~5 s of calibration on 2 loaded cores.
+CALIB_CROPS = 64
+
+# Ops AMP leaves in fp32 on top of its default list (see the module docstring: bf16 LRN is slow).
+BF16_FP32_EXTRA = ("LRN",)
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> set:
+    """The CPU feature flags of the first processor entry; empty when the file cannot be read."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def check_supported(dtype: str, ctx, flags: set | None = None) -> None:
+    """Raise ConfigError when `dtype` cannot run at speed on `ctx` (flags: this CPU's, by default)."""
+    if dtype not in TRUNK_DTYPES:
+        raise ConfigError(f"TrackerConfig.trunk_dtype must be one of {', '.join(TRUNK_DTYPES)}, got {dtype!r}")
+    if dtype == "fp32":
+        return
+    if ctx.device_type != "cpu":
+        raise ConfigError(f"TrackerConfig.trunk_dtype={dtype} runs on a CPU with oneDNN only, not on {ctx} "
+                          f"(int8 kernels and bf16 here are oneDNN's; the GPU analogue, fp16, is not "
+                          f"implemented): use trunk_dtype=fp32 on a GPU")
+    import mxnet as mx
+    if not mx.runtime.Features().is_enabled("MKLDNN"):
+        raise ConfigError(f"TrackerConfig.trunk_dtype={dtype} needs an MXNet build with oneDNN (MKLDNN); "
+                          f"this one has none")
+    have = cpu_flags() if flags is None else set(flags)
+    need = REQUIRED_FLAGS[dtype]
+    if not have.intersection(need):
+        raise ConfigError(f"TrackerConfig.trunk_dtype={dtype} needs a CPU with {' or '.join(need)} "
+                          f"(/proc/cpuinfo flags); this CPU has none, so oneDNN would emulate it slower "
+                          f"than fp32: use trunk_dtype=fp32")
+
+
+def fp32_symbol(block, cast: bool = True):
+    """(symbol with input `data`, {name: NDArray}) of a Gluon block's forward graph."""
+    import mxnet as mx
+    sym = block(mx.sym.var("data"))
+    if cast:
+        # Float32 out, whatever the last op computes in: features feed fp32 code (RoIAlign, fc4).
+        # `Cast` is on AMP's fp32 list, so a bf16 graph gets its cast back to fp32 before it.
+        sym = mx.sym.Cast(sym, dtype="float32")
+    params = {name: p.data() for name, p in block.collect_params().items()}
+    return sym, params
+
+
+def symbol_block(sym, params: dict, ctx, static_shape: bool = True):
+    """A hybridized SymbolBlock of `sym` (input `data`) with its arguments from `params`."""
+    import warnings
+
+    import mxnet as mx
+    from mxnet import gluon
+    with warnings.catch_warnings():
+        # "Cannot decide type for the following arguments ... data": the input's type is only
+        # known at the first call (float32 pixels); nothing to act on.
+        warnings.filterwarnings("ignore", message="Cannot decide type", category=UserWarning)
+        net = gluon.SymbolBlock(sym, [mx.sym.var("data")])
+    for name, p in net.collect_params().items():
+        value = params[name]
+        p.dtype = value.dtype  # bf16 / int8 weights keep their own type
+        p.initialize(ctx=ctx, force_reinit=True)
+        p.set_data(value.as_in_context(ctx))
+    net.hybridize(static_alloc=True, static_shape=static_shape)
+    return net
+
+
+def bf16_symbol(block):
+    """(symbol, params) of `block` with conv(+ReLU) in bfloat16, LRN in fp32, fp32 output."""
+    from mxnet.contrib import amp
+    from mxnet.contrib.amp.amp import _DTYPE_MX_TO_NP, _cast_symbol_NDArray, bfloat16
+
+    sym, params = fp32_symbol(block)
+    fp32_ops = amp.list_fp32_ops(bfloat16) + list(BF16_FP32_EXTRA)
+    conv = amp.convert_symbol(sym, target_dtype="bfloat16", fp32_ops=fp32_ops, data_names=["data"],
+                              cast_optional_params=True)
+    attrs = conv.attr_dict()
+    out = {}
+    for name in conv.list_arguments():
+        if name == "data":
+            continue
+        value = params[name]
+        dt = attrs.get(name, {}).get("__dtype__", "-1")
+        if dt != "-1" and _DTYPE_MX_TO_NP[int(dt)] == bfloat16:
+            value = _cast_symbol_NDArray(value, bfloat16)
+        out[name] = value
+    return conv, out
+
+
+def _global_max(x):
+    # oneDNN's global max pooling, then a max over N x C values: MXNet's plain `max` over a whole
+    # layer output is single-threaded and took ~1 s per layer for 256 crops here.
+    import mxnet as mx
+    return mx.sym.max(mx.sym.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="max"))
+
+
+def int8_symbol(block, ctx, calib: list):
+    """(symbol, params) of `block` in int8 (oneDNN), calibrated on the inputs in `calib` (a list
+    of NDArrays of raw pixels, any batch sizes): naive min/max of every quantized layer's fp32
+    output over them."""
+    import mxnet as mx
+    from mxnet.contrib.quantization import calib_graph, quantize_graph
+
+    if not calib:
+        raise ValueError("int8 trunk: no calibration inputs")
+    sym, params = fp32_symbol(block)
+    fused = sym.get_backend_symbol("MKLDNN_QUANTIZE")  # conv+ReLU fused, as it will run quantized
+    qsym, qparams, _, collector = quantize_graph(
+        fused, params, {}, ctx=ctx, calib_mode="naive", quantized_dtype="auto", quantize_mode="full",
+        quantize_granularity="channel-wise")
+    # The fp32 graph with the min and max of every layer the quantized graph needs a range for as
+    # outputs, reduced inside the graph. (MXNet's own collector copies each whole layer output
+    # through a monitor callback: several seconds for 256 crops on 2 cores.)
+    internals = fused.get_internals()
+    names = [n for n in internals.list_outputs() if n in set(collector.include_layer)]
+    ranges = [r for n in names for r in (-_global_max(-internals[n]), _global_max(internals[n]))]
+    probe = symbol_block(mx.sym.Group(ranges), params, ctx, static_shape=False)
+    lo = {n: np.inf for n in names}
+    hi = {n: -np.inf for n in names}
+    for x in calib:
+        found = [float(v.asscalar()) for v in probe(x.as_in_context(ctx))]
+        for k, n in enumerate(names):
+            lo[n] = min(lo[n], found[2 * k])
+            hi[n] = max(hi[n], found[2 * k + 1])
+    collector.min_max_dict = {n: (lo[n], hi[n]) for n in names}
+    qsym, qparams, _ = calib_graph(qsym, params, {}, collector, calib_mode="naive", quantized_dtype="auto",
+                                   logger=None)
+    qsym = qsym.get_backend_symbol("MKLDNN_QUANTIZE")  # requantize folded into the convs
+    return qsym, qparams
+
+
+def convert(block, dtype: str, ctx, calib: list | None = None, static_shape: bool = True):
+    """`block` itself for fp32, else a converted copy (its own parameter arrays; the trunk's
+    fp32 weights are not touched). int8 needs `calib`; `check_supported` is the caller's."""
+    if dtype == "fp32":
+        return block
+    if dtype == "bf16":
+        return symbol_block(*bf16_symbol(block), ctx, static_shape)
+    if dtype == "int8":
+        return symbol_block(*int8_symbol(block, ctx, calib or []), ctx, static_shape)
+    raise ConfigError(f"TrackerConfig.trunk_dtype must be one of {', '.join(TRUNK_DTYPES)}, got {dtype!r}")
