@@ -4,6 +4,8 @@
     mdnet-pretrain --config cluster/configs/demo.yaml --out runs/demo          # one process
     horovodrun -np 2 -H localhost:2 mdnet-pretrain --out runs/vot-otb --resume # continue (any -np)
     mdnet-pretrain --config X.yaml --set train.cycles=10 --set optim.lr=2e-4   # overrides
+    horovodrun -np 2 --min-np 1 --max-np 4 --host-discovery-script cluster/discover-hosts.sh \
+        --blacklist-cooldown-range 10 300 mdnet-pretrain --elastic --config X.yaml  # pretrain/elastic.py
 
 Writes OUT/config.yaml (resolved config), OUT/log.txt, OUT/metrics.jsonl (one JSON object per
 epoch and phase), OUT/timing.json and OUT/checkpoints/ (see pretrain/checkpoint.py). Only rank 0
@@ -45,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="OUT already holds a run (checkpoints, metrics): delete that run's files and start "
                         "afresh (without --force or --resume such an OUT is refused, so runs never mix)")
+    p.add_argument("--elastic", action="store_true",
+                   help="under an elastic horovodrun (--min-np/--max-np/--host-discovery-script): keep training "
+                        "when workers leave or join, from the last checkpoint (README: Elastic pretraining)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.cycles=10 (repeatable; value parsed as YAML)")
     return p
@@ -184,10 +189,15 @@ def main(args: argparse.Namespace) -> int:
         print("mdnet-pretrain: warning: --force is ignored with --resume (nothing is deleted)", file=sys.stderr)
         args.force = False
     found = existing_run(out) if out.is_dir() else []
+    refuse = None
     if found and not args.resume and not args.force:
-        print(f"mdnet-pretrain: {out} already holds a run ({', '.join(found)}); use --resume to continue "
-              f"it or --force to delete it and start again (or another --out)", file=sys.stderr)
-        return 2
+        refuse = (f"mdnet-pretrain: {out} already holds a run ({', '.join(found)}); use --resume to continue "
+                  f"it or --force to delete it and start again (or another --out)")
+        # --elastic: a worker the driver starts later finds the running job's files here; whether
+        # it joins that job or is refused is known only after it meets the others (below).
+        if not args.elastic:
+            print(refuse, file=sys.stderr)
+            return 2
     from pretrain.checkpoint import RunFolderError
     try:
         check_out_folder(out)
@@ -207,6 +217,21 @@ def main(args: argparse.Namespace) -> int:
     from pretrain.trainer import Pretrainer
 
     world = dist.init()  # Horovod: init (single-process world without a launcher)
+    joined = None
+    if args.elastic:
+        if not dist.elastic_launched():
+            print("mdnet-pretrain: warning: --elastic without an elastic horovodrun (--min-np, --max-np, "
+                  "--host-discovery-script): the world is fixed", file=sys.stderr)
+            args.elastic = False
+        else:
+            from pretrain import elastic
+            # Horovod: one allgather; workers already training tell what a joining worker resumes from.
+            joined = elastic.agree({"started": False, "committed": None, "generation": 0})
+        if joined is not None:
+            refuse, args.force = None, False  # joining the running job: its files are ours
+        if refuse:
+            print(refuse, file=sys.stderr)
+            return 2
     pinned = dist.pin_to_cores(world, threads) if cfg.runtime.pin_cores else None
     try:
         # Rank 0 only; the others write nothing into OUT before the first checkpoint, which comes
@@ -221,13 +246,17 @@ def main(args: argparse.Namespace) -> int:
     if world.is_main:
         for line in _environment(world, threads, pinned):
             log.info(line)
-    # Seed with seed + rank: anything random outside the per-step generators differs per rank.
-    random.seed(cfg.seed + world.rank)
-    np.random.seed(cfg.seed + world.rank)
-    mx.random.seed(cfg.seed + world.rank)
+    def seed(world):
+        # Seed with seed + rank: anything random outside the per-step generators differs per rank.
+        random.seed(cfg.seed + world.rank)
+        np.random.seed(cfg.seed + world.rank)
+        mx.random.seed(cfg.seed + world.rank)
+    seed(world)
 
     resume_from = None
-    if args.resume:
+    if joined is not None:
+        resume_from = Path(joined["resume_from"]) if joined["resume_from"] else None
+    elif args.resume:
         def warn(msg):  # a damaged latest checkpoint: say so on every rank's console, use the previous
             print(f"mdnet-pretrain: warning: {msg}", file=sys.stderr)
             if world.is_main:
@@ -245,9 +274,14 @@ def main(args: argparse.Namespace) -> int:
                 raise ckpt.write_failed(out / "config.yaml", e) from None
             log.info(f"config: {config_path}" + (f" with {' '.join(args.overrides)}" if args.overrides else "")
                      + f" -> {out / 'config.yaml'}")
-        trainer = Pretrainer(cfg, world, out, log, resume_from=resume_from)
-        trainer.setup()
-        trainer.run()
+        if args.elastic:
+            from pretrain import elastic
+            elastic.run(cfg, world, out, lambda w: _logger(w, out), seed, resume_from=resume_from,
+                        generation=joined["generation"] if joined else 0)
+        else:
+            trainer = Pretrainer(cfg, world, out, log, resume_from=resume_from)
+            trainer.setup()
+            trainer.run()
     except (DataError, ckpt.CheckpointError, ckpt.RunFolderError, ConfigError, ValueError) as e:
         # Under horovodrun one rank failing makes the others hang in a collective until the
         # launcher kills them; say clearly what happened on the rank that knows.

@@ -53,6 +53,7 @@ _LAUNCHER_RANK_VARS = ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
 _LAUNCHER_SIZE_VARS = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 _hvd = None  # the horovod.mxnet module once initialised with more than one rank
+_hvd_module = None  # horovod.mxnet once initialised at all (also one rank: elastic resets need it)
 # Every rank's (launch host name, node name, pid), gathered once by init(): how to start the same
 # world again (horovodrun -H) and which ranks' processes are gone when one stops.
 _peers: list = []
@@ -94,7 +95,6 @@ def init() -> World:
     """Start Horovod when a launcher started us; otherwise the single-process world. With more than
     one rank, every rank then issues one allgather ("init.peers": host and pid of every rank, for
     the report when a rank stops)."""
-    global _hvd
     launched = any(v in os.environ for v in _LAUNCHER_RANK_VARS)
     if not launched:
         return World()
@@ -110,7 +110,15 @@ def init() -> World:
     # 10 ms cycle costs no latency that matters. An explicit setting (or --cycle-time-ms) wins.
     os.environ.setdefault("HOROVOD_CYCLE_TIME", "10")
     hvd.init()  # Horovod: initialise (Gloo or MPI, whichever the launcher set up)
+    return _joined(hvd)
+
+
+def _joined(hvd) -> World:
+    # The World of a freshly initialised Horovod (at start, and after every elastic reset).
+    global _hvd, _hvd_module
+    _hvd_module = hvd
     if hvd.size() == 1:
+        _hvd = None  # one rank: every collective is a no-op
         return World(backend="horovod (1 rank)")
     _hvd = hvd
     _gather_peers()
@@ -396,3 +404,88 @@ def kill_self(rank: int, step: int) -> None:
     """SIGKILL this process, as an OOM killer or a lost node would: no cleanup, no Python exit."""
     print(f"MDNET_DEBUG_KILL: rank {rank} kills itself before step {step}", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------ elastic (horovodrun --min-np)
+#
+# Horovod's elastic driver (`horovodrun -np N --min-np A --max-np B --host-discovery-script S`,
+# Gloo) keeps the job alive when a worker dies and starts new workers when the discovery script
+# lists more slots. In-process, a worker leaves the broken world with hvd.shutdown() and joins the
+# new one with hvd.init() (the driver forms it); Horovod 0.28 has no MXNet elastic module, so the
+# state object below is built on horovod.common.elastic.State. pretrain/elastic.py is the loop.
+
+
+class HostsChanged(RuntimeError):
+    """The elastic driver added or removed hosts (Horovod's HostsUpdatedInterrupt), seen by every
+    rank at the same commit: leave this world and join the new one."""
+
+
+def elastic_launched() -> bool:
+    """Started by an elastic horovodrun (--min-np / --max-np / --host-discovery-script)."""
+    return os.environ.get("HOROVOD_ELASTIC") == "1"
+
+
+def elastic_state():
+    """Horovod's elastic State, registered with the worker's notification service (which the driver
+    tells about added and removed hosts). save/restore/sync are no-ops on purpose: the committed
+    state of this job is its last complete checkpoint on disk (pretrain/elastic.py says why); what
+    the object is for is `commit()` -> check_host_updates, which agrees on host changes across
+    ranks (one broadcast) and raises on all of them at the same step."""
+    from horovod.common.elastic import State, notification_manager  # Horovod: elastic machinery
+
+    class CheckpointState(State):
+        def save(self):
+            pass
+
+        def restore(self):
+            pass
+
+        def sync(self):
+            pass
+
+    state = CheckpointState(bcast_object=lambda obj: _hvd_module.broadcast_object(obj, name="elastic.hosts"),
+                            get_rank=lambda: _hvd_module.rank())
+    notification_manager.init()  # Horovod: listen for the driver's host updates
+    notification_manager.register_listener(state)
+    return state
+
+
+def elastic_commit(state) -> None:
+    """Every rank, at the same step (after a complete checkpoint): raises HostsChanged when the
+    driver reported added or removed hosts, RankStopped when a rank is gone."""
+    from horovod.common.exceptions import HostsUpdatedInterrupt
+    try:
+        with _collective("elastic.hosts"):
+            state.commit()  # Horovod: save (no-op) + agree on host updates (one broadcast)
+    except HostsUpdatedInterrupt as e:
+        raise HostsChanged("hosts removed" if e.skip_sync else "hosts added or removed") from None
+
+
+def elastic_reset() -> World:
+    """Leave the current world (broken, or outgrown by new hosts) and join the one the elastic
+    driver forms now; returns the new World (rank and size may both differ)."""
+    global _hvd, _peers
+    hvd = _hvd_module
+    hvd.shutdown()  # Horovod: drop the old communicator
+    _hvd, _peers = None, []
+    hvd.init()  # Horovod: rendezvous with the driver's current set of workers
+    return _joined(hvd)
+
+
+def allgather_json(obj, name: str, nbytes: int = 4096) -> list:
+    """Every rank's JSON-able `obj`, in rank order (one allgather of fixed-size rows, no pickle)."""
+    if _hvd is None:
+        return [obj]
+    raw = json.dumps(obj).encode()
+    if len(raw) > nbytes:
+        raise ValueError(f"allgather_json {name!r}: {len(raw)} bytes > {nbytes}")
+    row = np.zeros((1, nbytes), np.uint8)
+    row[0, :len(raw)] = np.frombuffer(raw, np.uint8)
+    with _collective(name):
+        rows = _hvd.allgather(mx.nd.array(row, dtype=np.uint8), name=name).asnumpy()  # Horovod
+    return [json.loads(bytes(r).rstrip(b"\0").decode()) for r in rows]
+
+
+def peers() -> list:
+    """(launch host, node, pid) of every rank, in rank order ([] for one process)."""
+    return list(_peers)

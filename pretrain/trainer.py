@@ -117,9 +117,14 @@ class StepStats:
 
 
 class Pretrainer:
-    def __init__(self, cfg, world: dist.World, out_dir: Path, log: logging.Logger, resume_from=None):
+    def __init__(self, cfg, world: dist.World, out_dir: Path, log: logging.Logger, resume_from=None,
+                 elastic: bool = False, debug_kill: bool = True):
         self.cfg, self.world, self.out, self.log = cfg, world, Path(out_dir), log
         self.resume_from = resume_from
+        # Elastic (pretrain/elastic.py): a stopped rank is not the end; RankStopped reaches the
+        # elastic loop, which re-forms the world, instead of the one-line report and exit 75.
+        self.elastic = elastic
+        self.debug_kill = debug_kill  # MDNET_DEBUG_KILL applies (elastic: only in the first world)
         self.code_commit = code_commit()  # recorded in every checkpoint, hence in exported weights
         self.spec = cfg.model.spec()
         self.ctx = device_for(cfg.runtime.device, world)
@@ -145,6 +150,10 @@ class Pretrainer:
                 yield
             except Exception as e:  # noqa: BLE001 - anything but Horovod's shutdown is re-raised
                 if dist.is_horovod_shutdown(e):
+                    if self.elastic:
+                        if isinstance(e, dist.RankStopped):
+                            raise
+                        raise dist.RankStopped(f"Horovod shut down ({where})") from e
                     self._stopped(where, "collective")
                 raise
 
@@ -417,7 +426,7 @@ class Pretrainer:
         for h in self.hooks:
             h.before_train(self)
         self.step = self.start_step
-        kill_at = dist.debug_kill_step(self.world.rank)  # MDNET_DEBUG_KILL: tests only
+        kill_at = dist.debug_kill_step(self.world.rank) if self.debug_kill else None  # MDNET_DEBUG_KILL: tests
         with self.stop_on_rank_failure("loop"):
             try:
                 while self.step < self.stop_step:
