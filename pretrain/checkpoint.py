@@ -233,12 +233,27 @@ def file_digest(path: Path) -> dict:
     return {"size": size, "sha256": h.hexdigest()}
 
 
+def _progress(ckpt_dir: Path) -> tuple:
+    """Sort key of a checkpoint by training progress: (cycles done, step). Step numbers alone do not
+    order checkpoints once the world size changed (resume on more ranks, elastic jobs): 1-rank step
+    18 is 2-rank step 9. A meta that cannot be read has no known progress: it sorts as the newest
+    (by step number among such), so find_latest tries it first and warns that it is damaged, and
+    prune keeps it."""
+    step = int(_NAME.match(ckpt_dir.name).group(1))
+    try:
+        raw = json.loads((ckpt_dir / META).read_text())
+        return (0, float(raw["step"]) / float(raw["steps_per_cycle"]), step)
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return (1, 0.0, step)
+
+
 def prune(run_dir: Path, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` complete checkpoints, and incomplete ones older than them."""
+    """Delete all but the newest `keep` complete checkpoints (by training progress), and incomplete
+    ones older than them."""
     root = Path(run_dir) / CKPT_DIR
     entries = sorted(((int(m.group(1)), p) for p in root.iterdir()
                       if p.is_dir() and (m := _NAME.match(p.name))), key=lambda t: t[0])
-    complete = [(s, p) for s, p in entries if (p / META).is_file()]
+    complete = sorted(((s, p) for s, p in entries if (p / META).is_file()), key=lambda t: _progress(t[1]))
     if not complete:
         return []
     kept = {p for _, p in complete[-keep:]}
@@ -322,7 +337,7 @@ def find_latest(path, warn=_stderr_warning) -> Path:
         raise CheckpointError(f"{path}: neither a checkpoint folder (ckpt-NNNNNNNN) nor a run folder "
                               f"with {CKPT_DIR}/")
     candidates = sorted((p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)),
-                        key=lambda p: p.name, reverse=True)
+                        key=_progress, reverse=True)
     damaged = []
     for cand in candidates:
         if not (cand / META).is_file():

@@ -44,14 +44,22 @@ def write_config(path: Path, roots, **sections) -> Path:
     return path
 
 
+def run_env(**extra) -> dict:
+    """The environment of a child pretraining process: this checkout first on PYTHONPATH, this venv's
+    bin on PATH, no inherited debug kill switch; `extra` on top."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PATH=str(BIN) + os.pathsep + os.environ.get("PATH", ""))
+    env.pop("MDNET_DEBUG_KILL", None)
+    env.update(extra)
+    return env
+
+
 def pretrain(np_: int, *args, timeout: int = 240) -> subprocess.CompletedProcess:
     """Run mdnet-pretrain with `np_` ranks under a real horovodrun (Gloo); 1 = plain python."""
     cmd = [sys.executable, "-m", "pretrain.cli", *map(str, args)]
     if np_ > 1:
         cmd = [str(BIN / "horovodrun"), "-np", str(np_), "-H", f"localhost:{np_}"] + cmd
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               PATH=str(BIN) + os.pathsep + os.environ.get("PATH", ""))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

@@ -10,12 +10,13 @@ import pytest
 from pretrain import checkpoint as ckpt
 
 
-def _meta(step: int, world: int = 2) -> ckpt.CheckpointMeta:
-    return ckpt.CheckpointMeta(step=step, world_size=world, steps_per_cycle=4, total_steps=40, domains=["seq00"],
+def _meta(step: int, world: int = 2, per_cycle: int = 4) -> ckpt.CheckpointMeta:
+    return ckpt.CheckpointMeta(step=step, world_size=world, steps_per_cycle=per_cycle, total_steps=10 * per_cycle,
+                               domains=["seq00"],
                                shards={}, datasets=[], spec={}, seed=0, config={})
 
 
-def _write(run: Path, step: int, world: int = 2, complete: bool = True):
+def _write(run: Path, step: int, world: int = 2, complete: bool = True, per_cycle: int = 4):
     d = run / ckpt.CKPT_DIR / ckpt.ckpt_name(step)
     d.mkdir(parents=True, exist_ok=True)
     params = {"conv1_weight": np.full((2, 3), step, np.float32), "fc5_bias": np.arange(3, dtype=np.float32)}
@@ -26,8 +27,20 @@ def _write(run: Path, step: int, world: int = 2, complete: bool = True):
                                    "momentum_bias": np.ones(2, np.float32)} for k in range(2)}
         ckpt.write_branches(d, r, branches, step, {"counters": np.arange(3.0) + r, "epoch_time_s": 1.5})
     if complete:
-        ckpt.write_meta(run, _meta(step, world))
+        ckpt.write_meta(run, _meta(step, world, per_cycle))
     return d
+
+
+def test_latest_and_prune_follow_training_progress_not_step_numbers(tmp_path):
+    # A run continued on twice the ranks: 8 steps per cycle on 1 rank, 4 on 2. 1-rank step 12 is
+    # 1.5 cycles; 2-rank step 8 is 2 cycles, so it is the newer one despite its smaller number.
+    _write(tmp_path, 12, world=1, per_cycle=8)
+    newer = _write(tmp_path, 8, world=2, per_cycle=4)
+    assert ckpt.find_latest(tmp_path) == newer
+    _write(tmp_path, 10, world=2, per_cycle=4)  # 2.5 cycles
+    ckpt.prune(tmp_path, keep=2)
+    left = sorted(p.name for p in (tmp_path / ckpt.CKPT_DIR).iterdir() if p.is_dir())
+    assert left == [ckpt.ckpt_name(8), ckpt.ckpt_name(10)]  # the 1-rank step 12 (1.5 cycles) went
 
 
 def test_roundtrip_and_resharding(tmp_path):

@@ -8,7 +8,6 @@ one rank. The job must go on with one rank from the last checkpoint, take the ho
 checkpoint and finish every step with two; the world size in the log and in the checkpoints goes
 2 -> 1 -> 2, the exported weights are finite, and the one-rank segment equals a plain
 `--resume` with one rank from the same checkpoint, bit for bit."""
-import os
 import shutil
 import subprocess
 import sys
@@ -19,19 +18,11 @@ import h5py
 import numpy as np
 
 from pretrain import checkpoint as ckpt
-from tests.pretrain.conftest import BIN, REPO
+from tests.pretrain.conftest import BIN, REPO, run_env
 
 # 6 domains: 3 steps per cycle on 2 ranks, 6 on 1; 8 cycles = 24 steps on 2 ranks (48 on 1).
 # A checkpoint (= an elastic commit) every 2 steps; keep them all, the test reads old ones.
 CYCLES = 8
-
-
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               PATH=str(BIN) + os.pathsep + os.environ.get("PATH", ""))
-    env.pop("MDNET_DEBUG_KILL", None)
-    env.update(extra)
-    return env
 
 
 def _wait_for(predicate, proc, timeout, what):
@@ -70,7 +61,7 @@ def test_worker_lost_then_host_rejoins(tmp_path, synth_root, tiny_config):
            "--blacklist-cooldown-range", "3", "4",
            sys.executable, "-m", "pretrain.cli", "--elastic", "--config", str(cfg), "--out", str(run)]
     with open(stdout, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(MDNET_DEBUG_KILL="1:3", MDNET_ELASTIC_HOSTS=str(hosts)),
+        proc = subprocess.Popen(cmd, cwd=REPO, env=run_env(MDNET_DEBUG_KILL="1:3", MDNET_ELASTIC_HOSTS=str(hosts)),
                                 stdout=fh, stderr=subprocess.STDOUT, text=True)
     try:
         log = run / "log.txt"
@@ -125,7 +116,7 @@ def test_worker_lost_then_host_rejoins(tmp_path, synth_root, tiny_config):
     shutil.copytree(run / ckpt.CKPT_DIR / "ckpt-00000002", plain / ckpt.CKPT_DIR / "ckpt-00000002")
     shutil.copy(run / "config.yaml", plain / "config.yaml")
     proc = subprocess.run([sys.executable, "-m", "pretrain.cli", "--out", str(plain), "--resume",
-                           "--set", "train.stop_at_step=8"], cwd=REPO, env=_env(), capture_output=True,
+                           "--set", "train.stop_at_step=8"], cwd=REPO, env=run_env(), capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     a, b = _arrays(run / ckpt.CKPT_DIR / "ckpt-00000008"), _arrays(plain / ckpt.CKPT_DIR / "ckpt-00000008")

@@ -3,7 +3,6 @@ MDNET_DEBUG_KILL="RANK:STEP" debug switch of pretrain/distributed.py) under a re
 the survivor prints the project's one line (who stopped, the step, the last complete checkpoint,
 the exact --resume command) instead of Horovod's traceback and exits non-zero within seconds; the
 printed command then finishes the run."""
-import os
 import re
 import shlex
 import subprocess
@@ -11,18 +10,10 @@ import sys
 import time
 
 from pretrain.trainer import resume_command
-from tests.pretrain.conftest import BIN, REPO
+from tests.pretrain.conftest import BIN, REPO, run_env
 
 LINE = re.compile(r"mdnet-pretrain: rank (\d) stopped; rank (\d) stops after step (\d+) of 6; "
                   r"last complete checkpoint: (\S+) \(step (\d+)\); resume with: (.+)$", re.M)
-
-
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               PATH=str(BIN) + os.pathsep + os.environ.get("PATH", ""))
-    env.pop("MDNET_DEBUG_KILL", None)
-    env.update(extra)
-    return env
 
 
 def _killed_run(tmp_path, synth_root, tiny_config, kill: str):
@@ -31,7 +22,7 @@ def _killed_run(tmp_path, synth_root, tiny_config, kill: str):
     cmd = [str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", sys.executable, "-m", "pretrain.cli",
            "--config", str(cfg), "--out", str(tmp_path / "run")]
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(MDNET_DEBUG_KILL=kill), capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=REPO, env=run_env(MDNET_DEBUG_KILL=kill), capture_output=True, text=True,
                           timeout=120)
     return proc, time.monotonic() - t0, proc.stdout + proc.stderr
 
@@ -51,7 +42,7 @@ def test_killed_rank_gives_one_line_with_resume_command_and_resume_finishes(tmp_
     words = shlex.split(command)
     assert words[:5] == ["horovodrun", "-np", "2", "-H", "localhost:2"] and words[-1] == "--resume"
 
-    resumed = subprocess.run(words, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(words, cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "resume: " in log and "(step 2 of 2 rank(s)) -> starting at step 2 of 6" in log
@@ -87,7 +78,7 @@ def test_sigterm_is_handled_while_the_main_thread_is_blocked(tmp_path):
         "    os.read(r, 1)\n"
         "print('not reached')\n")
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=run_env(), capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == 75 and proc.stdout == "reported\n", proc.stdout + proc.stderr
     assert time.monotonic() - t0 < 20

@@ -7,35 +7,18 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from online.network import NetSpec, Trunk, init_trunk
-from online.weights import load_weights, params_from_trunk
+from online.weights import load_weights
 from pretrain import checkpoint as ckpt
+from tests.tools.test_export import _checkpoint as write_checkpoint, _export
 from tools.data_cli import build_parser as data_parser, main as data_main
-from tools.export import build_parser, main as export_main
 
-SPEC = NetSpec(conv_channels=(4, 8, 8), fc_width=16)
 REAL_FRAME = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "OTB" / "Crossing" / "img" / "0001.jpg"
 
 
 def _checkpoint(run: Path, step: int) -> Path:
-    trunk = Trunk(SPEC)
-    init_trunk(trunk, seed=step)
-    params = params_from_trunk(trunk)
-    d = run / ckpt.CKPT_DIR / ckpt.ckpt_name(step)
-    d.mkdir(parents=True)
-    ckpt.write_shared(d, params, {k: np.zeros_like(v) for k, v in params.items()}, step)
-    ckpt.write_branches(d, 0, {}, step, {})
-    ckpt.write_meta(run, ckpt.CheckpointMeta(
-        step=step, world_size=1, steps_per_cycle=3, total_steps=9, domains=["a"], shards={},
-        datasets=[], spec=SPEC.to_dict(), seed=0, config={}))
-    return d
-
-
-def _export(*argv):
-    return export_main(build_parser().parse_args([str(a) for a in argv]))
+    return write_checkpoint(run, step)[0]
 
 
 def _forget_checksums(d: Path) -> None:
