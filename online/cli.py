@@ -381,7 +381,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"mdnet-track: config error: {e}", file=sys.stderr)
         return 2
     if args.gpu is not None:
-        if args.gpu >= mx.context.num_gpus():
+        if not 0 <= args.gpu < mx.context.num_gpus():
             print(f"mdnet-track: --gpu {args.gpu}: only {mx.context.num_gpus()} GPU(s) visible", file=sys.stderr)
             return 2
         ctx = mx.gpu(args.gpu)

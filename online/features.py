@@ -12,11 +12,11 @@ sets the scale (fast mode; exact mode ignores it). The tracker never knows which
   so a later call whose region lies inside one already computed (same scale) pools from it.
 
 Both run conv1-3 at `precision` (TrackerConfig.trunk_dtype, online/trunk_precision.py): fp32 runs
-the trunk's own block; bf16 a converted copy made at construction; int8 a quantized copy made on
-the first call, calibrated on inputs of that call (the tracker's first call is the first frame's
-samples: positives, negatives, box-regression and update samples) and kept for the source's life
-(a VOT re-initialisation keeps it, like the convs). Calibration time goes to the timer's `calib_s`
-(and so to the first frame). Features come out as float32 in every case.
+the trunk's own block; bf16 (CPU) and fp16 (GPU) a converted copy made at construction; int8 a
+quantized copy made on the first call, calibrated on inputs of that call (the tracker's first call
+is the first frame's samples: positives, negatives, box-regression and update samples) and kept for
+the source's life (a VOT re-initialisation keeps it, like the convs). Calibration time goes to the
+timer's `calib_s` (and so to the first frame). Features come out as float32 in every case.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class CropFeatures:
         self.precision = precision
         self.fp32_convs = trunk.convs
         self.fp32_convs.hybridize(static_alloc=True, static_shape=True)
-        # What runs: the trunk's block (fp32), a bf16 copy made now, an int8 copy made on the first call.
+        # What runs: the trunk's block (fp32), a bf16 / fp16 copy made now, an int8 copy made on the first call.
         self.convs = None if precision == "int8" else trunk_precision.convert(self.fp32_convs, precision, ctx)
         self.batch = batch
         self.ctx = ctx
@@ -136,7 +136,7 @@ class RoIFeatures:
         self.fp32_maps = FeatureMap(trunk.convs, self.stride)
         # Region sizes change from frame to frame: a cached graph re-plans per shape (no static_shape).
         self.fp32_maps.hybridize()
-        # What runs: the block itself (fp32), a bf16 copy made now, an int8 copy made on the first
+        # What runs: the block itself (fp32), a bf16 / fp16 copy made now, an int8 copy made on the first
         # region (calibrated on that region's pixels: the first frame's region around the target).
         self.maps = (None if precision == "int8"
                      else trunk_precision.convert(self.fp32_maps, precision, ctx, static_shape=False))

@@ -17,7 +17,7 @@ from online.config import ConfigError, opt
 
 MODES = ("exact", "fast")
 # conv1-3 inference precision (online/trunk_precision.py); fp32 is the reference, never changed silently.
-TRUNK_DTYPES = ("fp32", "bf16", "int8")
+TRUNK_DTYPES = ("fp32", "bf16", "int8", "fp16")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class TrackerConfig:
     mode: str = opt("exact", "exact: every box cropped to 107x107 and run through conv1-3 (MDNet); fast: one region per target and frame through conv1-3, every box pooled with RoIAlign (RT-MDNet's idea, online/roi.py)")
     fast_stride: int = opt(8, "fast mode: map stride in px, 8 (the net evaluated densely: pool2 stride 1, conv3 dilated 2; same weights) or 16 (conv3 as it is; cheaper, coarser)")
     max_region: int = opt(1024, "fast mode: largest region side in px at the target's 75 px scale (bounds memory; whole-image negatives are drawn inside it)")
-    trunk_dtype: str = opt("fp32", "conv1-3 inference precision, both modes: fp32 (reference); bf16 (oneDNN, CPUs with avx512_bf16; LRN stays fp32); int8 (oneDNN, CPUs with VNNI; calibrated on the first frame's crops). fc4-fc6 and online training stay fp32. CPU only")
+    trunk_dtype: str = opt("fp32", "conv1-3 inference precision, both modes: fp32 (reference, any device); bf16 (CPU: oneDNN, CPUs with avx512_bf16; LRN stays fp32); int8 (CPU: oneDNN, CPUs with VNNI; calibrated on the first frame's crops); fp16 (GPU only: cuDNN, tensor cores; LRN stays fp32). fc4-fc6 and online training stay fp32")
 
     # --- first frame: training samples (py-MDNet n_pos_init / n_neg_init / overlap_*_init) ---
     n_pos_init: int = opt(500, "first-frame positives (gaussian around the target)")

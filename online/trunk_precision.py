@@ -1,4 +1,5 @@
-"""Inference precision of the conv trunk (conv1-3): fp32 (default), bf16 or int8 on a oneDNN CPU.
+"""Inference precision of the conv trunk (conv1-3): fp32 (default), bf16 or int8 on a oneDNN CPU,
+fp16 on a GPU.
 
 `TrackerConfig.trunk_dtype` picks it; online/features.py converts the block it runs (exact mode's
 ConvStage, fast mode's FeatureMap) with `convert(block, dtype, ctx, calib)`. Only conv1-3 change:
@@ -11,6 +12,17 @@ run in fp32 exactly as before, on features that differ by the trunk's rounding.
   in fp32 the graph is conv+ReLU in bf16 -> cast -> LRN -> pool -> cast -> next conv. Weights are
   stored in bf16 (`cast_optional_params`), so no cast runs per call. Input pixels minus the mean are
   integers in [-128, 127]: exact in bf16.
+- fp16 (GPU only): the same AMP conversion with target float16 (`amp_symbol`), for cuDNN's fp16
+  convolutions (tensor cores on Volta and later). LRN stays fp32 here too, for range rather than
+  speed: it is on AMP's own float16 fp32 list ("possible overflows"), and its sum of squares over 5
+  channels does overflow fp16 (max 65504) -- conv1's ReLU output reaches ~520-570 on OTB Crossing
+  crops, and 2.6% (trained weights, models/mdnet-real-cpu.h5) / 5.5% (random:0) of conv1's LRN
+  windows have a sum of squares above 65504 (up to 3.5e5 / 4.3e5); conv2's and conv3's stay below
+  2.5e4. So the graph is conv+ReLU in fp16 -> cast -> LRN -> pool (fp32) -> cast -> next conv, with
+  fp16 weights. Expected error, emulated on the CPU (inputs, weights and conv outputs rounded to
+  fp16, fp32 accumulation, 64 Crossing crops): 0.0006 (random:0) / 0.0012 (trained) relative L2 of
+  the conv3 features. Not run here: MXNet 1.9.1's CPU backend has no float16 convolution ("FP16
+  gemm on cpu not implemented"), so the CPU tests check the converted graph's structure only.
 - int8: `mx.contrib.quantization` (oneDNN backend, conv+ReLU fused, naive min/max calibration,
   channel-wise weight scales), calibrated once on crops of the first frame the tracker sees (the
   caller picks them). The thresholds are fixed after that: a later image with a wider range of
@@ -21,15 +33,19 @@ time / option time for 256 crops at VGG-M width, medians of interleaved rounds):
 process CPU time (rounds 1.05-1.28), 1.3-2.2x in wall time; bf16 0.90-0.94x in CPU time, 0.9-1.7x
 in wall time, i.e. no gain: its convs are faster but the casts around the fp32 LRNs eat it. In
 fast mode (one small region map per frame, batch 1) neither helps (bf16 0.66x, int8 0.96x wall on
-a 243x235 region). The per-layer split: `mdnet-bench track --profile`.
+a 243x235 region). The per-layer split: `mdnet-bench track --profile`. fp16 has no measurement:
+no GPU has been available to this project (`mdnet-bench track --gpu 0 --trunk-dtype fp32,fp16`).
 
-Both need the CPU's instruction set: oneDNN runs bf16 without AVX512_BF16 (or AMX) and int8 without
-VNNI by emulation, slower than fp32, so a config asking for them there is refused (ConfigError)
-rather than silently made slow. On a GPU neither applies (MXNet's int8 kernels here are oneDNN's;
-bf16 is a CPU format in this MXNet): refused too. The GPU analogue would be fp16
-(`convert_symbol(target_dtype="float16")`), not implemented: there is no GPU build to test it on.
+bf16 and int8 need the CPU's instruction set: oneDNN runs bf16 without AVX512_BF16 (or AMX) and int8
+without VNNI by emulation, slower than fp32, so a config asking for them there is refused
+(ConfigError) rather than silently made slow. On a GPU neither applies (MXNet's int8 kernels here
+are oneDNN's; bf16 is a CPU format in this MXNet): refused too. fp16 is refused on a CPU (no
+float16 convolution there, see above). `check_supported` decides from the context object alone,
+without touching the device.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -48,8 +64,10 @@ REQUIRED_FLAGS = {
 # ~5 s of calibration on 2 loaded cores.
 CALIB_CROPS = 64
 
-# Ops AMP leaves in fp32 on top of its default list (see the module docstring: bf16 LRN is slow).
-BF16_FP32_EXTRA = ("LRN",)
+# AMP's target per trunk dtype, and the ops kept in fp32 on top of AMP's default fp32 list for it
+# (see the module docstring: bf16 LRN is slow; for fp16, LRN is on AMP's own list already).
+AMP_TARGETS = {"bf16": "bfloat16", "fp16": "float16"}
+AMP_FP32_EXTRA = {"bf16": ("LRN",), "fp16": ()}
 
 
 def cpu_flags(path: str = "/proc/cpuinfo") -> set:
@@ -70,10 +88,16 @@ def check_supported(dtype: str, ctx, flags: set | None = None) -> None:
         raise ConfigError(f"TrackerConfig.trunk_dtype must be one of {', '.join(TRUNK_DTYPES)}, got {dtype!r}")
     if dtype == "fp32":
         return
+    # Decided from the context object alone: mx.gpu(N) is never touched here.
+    if dtype == "fp16":
+        if ctx.device_type != "gpu":
+            raise ConfigError(f"TrackerConfig.trunk_dtype=fp16 runs on a GPU only (cuDNN), not on {ctx}: "
+                              f"MXNet's CPU backend has no float16 convolution; use trunk_dtype=fp32 "
+                              f"(or bf16 / int8 on a CPU that has the instructions)")
+        return
     if ctx.device_type != "cpu":
         raise ConfigError(f"TrackerConfig.trunk_dtype={dtype} runs on a CPU with oneDNN only, not on {ctx} "
-                          f"(int8 kernels and bf16 here are oneDNN's; the GPU analogue, fp16, is not "
-                          f"implemented): use trunk_dtype=fp32 on a GPU")
+                          f"(int8 kernels and bf16 here are oneDNN's): use trunk_dtype=fp16 or fp32 on a GPU")
     import mxnet as mx
     if not mx.runtime.Features().is_enabled("MKLDNN"):
         raise ConfigError(f"TrackerConfig.trunk_dtype={dtype} needs an MXNet build with oneDNN (MKLDNN); "
@@ -92,7 +116,8 @@ def fp32_symbol(block, cast: bool = True):
     sym = block(mx.sym.var("data"))
     if cast:
         # Float32 out, whatever the last op computes in: features feed fp32 code (RoIAlign, fc4).
-        # `Cast` is on AMP's fp32 list, so a bf16 graph gets its cast back to fp32 before it.
+        # AMP keeps it: for bf16 `Cast` is on the fp32 list (a cast back to fp32 goes before it),
+        # for fp16 it is dtype-neutral (it reads the fp16 ReLU output and writes float32 itself).
         sym = mx.sym.Cast(sym, dtype="float32")
     params = {name: p.data() for name, p in block.collect_params().items()}
     return sym, params
@@ -118,14 +143,18 @@ def symbol_block(sym, params: dict, ctx, static_shape: bool = True):
     return net
 
 
-def bf16_symbol(block):
-    """(symbol, params) of `block` with conv(+ReLU) in bfloat16, LRN in fp32, fp32 output."""
+def amp_symbol(block, dtype: str):
+    """(symbol, params) of `block` with conv(+ReLU) in `dtype` (bf16 or fp16, MXNet AMP), LRN and
+    pooling in fp32, fp32 output; the weights the converted convs read are stored in `dtype`."""
+    import mxnet as mx
     from mxnet.contrib import amp
-    from mxnet.contrib.amp.amp import _DTYPE_MX_TO_NP, _cast_symbol_NDArray, bfloat16
+    from mxnet.contrib.amp.amp import _DTYPE_MX_TO_NP, bfloat16
 
+    target = AMP_TARGETS[dtype]
+    low = np.float16 if target == "float16" else bfloat16  # the numpy type of the converted weights
     sym, params = fp32_symbol(block)
-    fp32_ops = amp.list_fp32_ops(bfloat16) + list(BF16_FP32_EXTRA)
-    conv = amp.convert_symbol(sym, target_dtype="bfloat16", fp32_ops=fp32_ops, data_names=["data"],
+    fp32_ops = list(dict.fromkeys(list(amp.list_fp32_ops(low)) + list(AMP_FP32_EXTRA[dtype])))
+    conv = amp.convert_symbol(sym, target_dtype=target, fp32_ops=fp32_ops, data_names=["data"],
                               cast_optional_params=True)
     attrs = conv.attr_dict()
     out = {}
@@ -134,8 +163,10 @@ def bf16_symbol(block):
             continue
         value = params[name]
         dt = attrs.get(name, {}).get("__dtype__", "-1")
-        if dt != "-1" and _DTYPE_MX_TO_NP[int(dt)] == bfloat16:
-            value = _cast_symbol_NDArray(value, bfloat16)
+        if dt != "-1" and _DTYPE_MX_TO_NP[int(dt)] == low:
+            # amp_cast directly: AMP's own helper (_cast_symbol_NDArray) leaves float16 arrays on a
+            # CPU context in fp32, and the symbol then expects float16 weights.
+            value = mx.nd.amp_cast(value, dtype=low)
         out[name] = value
     return conv, out
 
@@ -145,6 +176,21 @@ def _global_max(x):
     # layer output is single-threaded and took ~1 s per layer for 256 crops here.
     import mxnet as mx
     return mx.sym.max(mx.sym.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="max"))
+
+
+def _first_conv(sym) -> list:
+    """[name] of the first convolution of a (MKLDNN_QUANTIZE-fused) graph: conv1, kept in fp32.
+
+    Why: MXNet 1.9.1's oneDNN dequantize always writes plain NCHW, and oneDNN's LRN on plain NCHW
+    is its slow avx2 kernel. With conv1 quantized, its output goes u8 NHWC -> f32 NCHW (39 ms) ->
+    LRN (73 ms, vs 26 ms on the fp32 graph's NHWC) -> u8 NHWC (50 ms): 162 of the int8 trunk's
+    290 ms for 256 crops (DNNL_VERBOSE=1, loaded machine), more than the 68 ms int8 saves on conv1
+    itself. Keeping conv1, its LRN and pool in fp32 measured 1.58x fp32 for the trunk against 1.21x
+    with conv1 quantized, and a smaller feature error (the input layer is the most sensitive)."""
+    for node in json.loads(sym.tojson())["nodes"]:
+        if node["op"] in ("Convolution", "_sg_mkldnn_conv"):
+            return [node["name"]]
+    return []
 
 
 def int8_symbol(block, ctx, calib: list):
@@ -159,8 +205,8 @@ def int8_symbol(block, ctx, calib: list):
     sym, params = fp32_symbol(block)
     fused = sym.get_backend_symbol("MKLDNN_QUANTIZE")  # conv+ReLU fused, as it will run quantized
     qsym, qparams, _, collector = quantize_graph(
-        fused, params, {}, ctx=ctx, calib_mode="naive", quantized_dtype="auto", quantize_mode="full",
-        quantize_granularity="channel-wise")
+        fused, params, {}, ctx=ctx, excluded_sym_names=_first_conv(fused), calib_mode="naive",
+        quantized_dtype="auto", quantize_mode="full", quantize_granularity="channel-wise")
     # The fp32 graph with the min and max of every layer the quantized graph needs a range for as
     # outputs, reduced inside the graph. (MXNet's own collector copies each whole layer output
     # through a monitor callback: several seconds for 256 crops on 2 cores.)
@@ -184,11 +230,12 @@ def int8_symbol(block, ctx, calib: list):
 
 def convert(block, dtype: str, ctx, calib: list | None = None, static_shape: bool = True):
     """`block` itself for fp32, else a converted copy (its own parameter arrays; the trunk's
-    fp32 weights are not touched). int8 needs `calib`; `check_supported` is the caller's."""
+    fp32 weights are not touched). int8 needs `calib`; `check_supported` is the caller's (fp16
+    converts anywhere but runs on a GPU only)."""
     if dtype == "fp32":
         return block
-    if dtype == "bf16":
-        return symbol_block(*bf16_symbol(block), ctx, static_shape)
+    if dtype in AMP_TARGETS:
+        return symbol_block(*amp_symbol(block, dtype), ctx, static_shape)
     if dtype == "int8":
         return symbol_block(*int8_symbol(block, ctx, calib or []), ctx, static_shape)
     raise ConfigError(f"TrackerConfig.trunk_dtype must be one of {', '.join(TRUNK_DTYPES)}, got {dtype!r}")

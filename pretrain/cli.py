@@ -121,6 +121,10 @@ def _set_threads(cfg) -> int:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         threads = max(1, cores // max(1, launched_local_size()))
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    if cfg.model.mode == "fast":
+        # Fast mode's region batches change shape from step to step: cuDNN autotuning (MXNet's
+        # default, read when each conv is created) would re-tune for every new shape on a GPU.
+        os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")
     return threads
 
 

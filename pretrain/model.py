@@ -18,7 +18,9 @@ weight file match by name), so a fast-mode checkpoint exports like any other. A 
 the whole regions' maps (`score_fast`, inference) and trains on the windows of them that its 128
 RoIs read (`window_scores`, pretrain/windows.py): the backward pass, the dearest part on CPU, then
 covers only those windows. Gradients reach conv1-3 through RoIAlign's backward (MXNet 1.9.1 has it
-on CPU and GPU; checked against finite differences, deterministic with several threads).
+on CPU and GPU; checked against finite differences, deterministic with several threads on the CPU;
+on a GPU its backward accumulates with atomicAdd, so fast-mode gradients there are not bitwise
+repeatable).
 """
 from __future__ import annotations
 

@@ -10,13 +10,15 @@ network forward/backward passes (synchronised, so asynchronous execution does no
 bookkeeping cost nothing. Frame decoding is reported apart (`decode_s_per_frame`) because it
 depends on the storage and the file format, not on the tracker.
 
-Comparing options: `--mode exact,fast` and `--trunk-dtype fp32,bf16,int8` run every combination
-on the same sequence and weights in one process; `--repeats N` runs them N times round-robin (so a
-change of machine load hits every option alike) and reports per option the median of each figure,
-and `fps_ratios` = the median over rounds of fps(option) / fps(first option) in that round.
+Comparing options: `--mode exact,fast` and `--trunk-dtype fp32,bf16,int8` (CPU; `fp32,fp16` with
+`--gpu N`) run every combination on the same sequence and weights in one process; `--repeats N`
+runs them N times round-robin (so a change of machine load hits every option alike) and reports
+per option the median of each figure, and `fps_ratios` = the median over rounds of
+fps(option) / fps(first option) in that round.
 Every run reports its parts by phase (`phases`: first frame: features, of which int8 calibration,
 training, box-regression fit; per frame: candidates, stored samples, updates, box regression).
-`--profile` adds the time per layer of conv1-3 for one 256-crop batch at each trunk dtype
+`--profile` adds oneDNN's own time for each primitive of conv1-3 (convs, ReLU, LRN, pooling and the
+layout / precision reorders between them) for one 256-crop batch at each trunk dtype
 (tools/bench_profile.py).
 """
 from __future__ import annotations
@@ -56,16 +58,17 @@ def add_track_parser(subparsers) -> argparse.ArgumentParser:
                         "after the other on the same sequence and weights and the output adds "
                         "fps_ratio = fps(last) / fps(first)")
     p.add_argument("--trunk-dtype", default=None, metavar="DTYPE[,DTYPE...]",
-                   help="conv1-3 precision(s) to compare, of fp32, bf16, int8 (default: the config's "
+                   help="conv1-3 precision(s) to compare, of fp32, bf16, int8 (CPU), fp16 (--gpu) (default: the config's "
                         "trunk_dtype); with several, each runs on the same sequence and weights and the output "
                         "adds fps_ratios against the first")
     p.add_argument("--repeats", type=int, default=1, metavar="N",
                    help="run every option N times, round-robin; figures are medians (default 1)")
     p.add_argument("--profile", action="store_true",
-                   help="also time each layer of conv1-3 for one batch (batch_test, 256) of first-frame candidate "
-                        "crops, per trunk dtype")
+                   help="also time each oneDNN primitive of conv1-3 (conv, ReLU, LRN, pooling, reorders) for one "
+                        "batch (batch_test, 256) of first-frame candidate crops, per trunk dtype, as oneDNN itself "
+                        "reports it (DNNL_VERBOSE=1 in a child process); CPU only")
     p.add_argument("--profile-repeats", type=int, default=5, metavar="N",
-                   help="--profile: time every graph prefix N times, round-robin (default 5)")
+                   help="--profile: timed forwards per dtype; figures are medians (default 5)")
     threads_arg(p)
     p.add_argument("--gpu", type=int, default=None, metavar="N", help="GPU N (default CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a text table")
@@ -137,7 +140,13 @@ def bench_track(args) -> int:
                 for m in modes for d in dtypes]
     except ConfigError as e:
         raise SystemExit(f"mdnet-bench track: config error: {e}")
+    if args.gpu is not None and not 0 <= args.gpu < mx.context.num_gpus():
+        # A clear message, not MXNet's traceback from the first array placed on a missing device.
+        raise SystemExit(f"mdnet-bench track: --gpu {args.gpu}: only {mx.context.num_gpus()} GPU(s) visible")
     ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
+    if args.profile and args.gpu is not None:
+        raise SystemExit("mdnet-bench track: --profile reads oneDNN's CPU timings; it does not profile a GPU "
+                         "(use nvprof / nsys there)")
     try:  # refuse before any run, not after the first option has been timed
         for cfg in cfgs:
             trunk_precision.check_supported(cfg.trunk_dtype, ctx)
@@ -184,8 +193,9 @@ def bench_track(args) -> int:
             cands = sample_boxes(np.random.default_rng(args.seed), SamplerSpec("gaussian", c.trans, c.scale,
                                                                                 min_size=c.min_box_size),
                                  box0, image0.shape[1::-1], c.n_samples)
-            layers = profile_layers(trunk, list(dict.fromkeys(c.trunk_dtype for c in cfgs)), ctx, image0, cands,
-                                    batch=c.batch_test, repeats=max(1, args.profile_repeats))
+            layers = profile_layers(args.weights, args.widths, list(dict.fromkeys(c.trunk_dtype for c in cfgs)),
+                                    trunk.spec, image0, cands, batch=c.batch_test,
+                                    repeats=max(1, args.profile_repeats))
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -271,9 +281,12 @@ def _print_table(result: dict, indent: str = "") -> None:
                 _print_table(r, indent + "  ")
         elif isinstance(v, dict) and k == "layers":
             for dtype, prof in v.items():
-                print(f"{indent}--- conv1-3 layers, {dtype}, batch {prof['batch']}: {prof['total_s']:.4f} s")
-                for layer in prof["layers"]:
-                    print(f"{indent}  {layer['node']:>40} {layer['op']:>28} {layer['s']:9.4f} s")
+                print(f"{indent}--- conv1-3, {dtype}, batch {prof['batch']}: {prof['wall_ms']:.1f} ms wall, "
+                      f"{prof['onednn_ms']:.1f} ms in oneDNN primitives (medians of {prof['repeats']})")
+                for row in prof["primitives"]:
+                    rate = f" {row['gflop_per_s']:6.0f} GFLOP/s" if "gflop_per_s" in row else ""
+                    print(f"{indent}  {row['layer']:>20} {row['impl']:>28} {row['formats']:>24} "
+                          f"{row['ms']:8.2f} ms{rate}")
         elif isinstance(v, dict) and k == "phases":
             for part, d in v.items():
                 print(f"{indent}{'phases ' + part:>20}: " + ", ".join(f"{a} {b:.4f}" for a, b in d.items()))

@@ -1,13 +1,16 @@
 """Where the time of a conv1-3 pass and of a tracked frame goes (`mdnet-bench track --profile`).
 
-Per layer: this MXNet build has no profiler (`mx.runtime.Features()` lists PROFILER off), so each
-layer's time is measured as a difference of prefixes: the trunk's graph (as it runs at the chosen
-precision: fp32, bf16 with its casts, int8 with its quantize / fused conv+ReLU / dequantize nodes)
-cut after node k is timed for every k, the prefixes round-robin so that a load change hits all of
-them alike, and layer k's time is prefix(k) - prefix(k-1) on the per-prefix minima (load only
-adds time). A prefix ends where its last node's output is, in whatever memory layout oneDNN left
-it, so a layout conversion the full graph needs later is charged to the node that needs it. On a
-loaded machine small differences can come out negative: they are noise, shown as measured.
+Per layer: this MXNet build has no profiler (`mx.runtime.Features()` lists PROFILER off), but
+oneDNN, which runs every conv, ReLU, LRN, pooling, reorder, quantize and dequantize of the trunk on
+the CPU, times each primitive it executes and prints it when DNNL_VERBOSE=1 is set before it loads.
+So the trunk (as it runs at the chosen precision: fp32, bf16 with its casts, int8 with its
+quantize / fused conv+ReLU / dequantize) runs in a child process with that variable set, on the
+same batch of crops, and the parent reads one line per primitive: kind, implementation (which
+kernel oneDNN picked: `brgconv:avx512_core_vnni`, `jit:avx2`, ...), memory formats, shape and
+milliseconds. Layout changes (`reorder`) show up as their own rows, which is where a precision
+option can lose what its convolutions gain. The time outside oneDNN (MXNet's own ops such as the
+mean subtraction, flatten and casts, plus scheduling) is the wall time of the forward minus the
+primitives' sum. Each figure is the median over the repeats.
 
 Per phase: `PhaseFeatures` wraps a tracker's feature source and charges each call to the phase
 the tracker is in (the first frame's one call; per frame, the first call after `new_image()` is
@@ -16,7 +19,6 @@ training and box regression are the tracker's existing Timer parts (`train_s`, `
 """
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -75,63 +77,168 @@ def phases(first_parts: dict, per_frame_parts: dict, first_frame_s: float, total
     return {"first_frame": first, "per_frame": frame}
 
 
-def _prefixes(sym):
-    """[(node name, op, output symbol)] of every op node of `sym` in execution order."""
-    internals = sym.get_internals()
-    outputs = internals.list_outputs()
-    index = {name: i for i, name in enumerate(outputs)}
-    found = []
-    for node in json.loads(sym.tojson())["nodes"]:
-        if node["op"] == "null":
-            continue
-        for out in (node["name"] + "_output", node["name"] + "_output0"):
-            if out in index:
-                found.append((node["name"], node["op"], internals[index[out]]))
-                break
-    return found
+# --- per-layer profile from oneDNN's own timing (DNNL_VERBOSE=1 in a child process) ---
+
+BEGIN, END = "MDNET_PROFILE_BEGIN", "MDNET_PROFILE_END"
+_KIND_NAMES = {"convolution": "conv", "eltwise": "relu", "lrn": "lrn", "pooling": "pool",
+               "pooling_v2": "pool", "reorder": "reorder", "inner_product": "fc"}
 
 
-def layer_times(block, dtype: str, ctx, x, calib: list, repeats: int = 5) -> dict:
-    """Seconds per node of `block` (a ConvStage) at `dtype` for the batch `x`, by prefix differences."""
-    from online import trunk_precision as tp
-
-    if dtype == "fp32":
-        sym, params = tp.fp32_symbol(block, cast=False)
-    elif dtype == "bf16":
-        sym, params = tp.bf16_symbol(block)
-    else:
-        sym, params = tp.int8_symbol(block, ctx, calib)
-    nodes = _prefixes(sym)
-    nets = []
-    for _, _, out in nodes:
-        used = set(out.list_arguments()) | set(out.list_auxiliary_states())
-        nets.append(tp.symbol_block(out, {k: v for k, v in params.items() if k in used}, ctx))
-    for net in nets:  # plan every graph before timing
-        net(x).wait_to_read()
-    times = [[] for _ in nets]
-    for _ in range(repeats):
-        for k, net in enumerate(nets):
-            t0 = time.perf_counter()
-            net(x).wait_to_read()
-            times[k].append(time.perf_counter() - t0)
-    med = [float(np.min(t)) for t in times]  # the least-disturbed run of each prefix
-    layers = [{"node": name, "op": op, "s": med[k] - (med[k - 1] if k else 0.0)}
-              for k, (name, op, _) in enumerate(nodes)]
-    return {"dtype": dtype, "batch": int(x.shape[0]), "total_s": med[-1], "repeats": repeats, "layers": layers}
+def conv_gflop(desc: str) -> float:
+    """GFLOP (2 per multiply-add) of a oneDNN convolution shape, e.g. 'mb256_ic3oc96_ih107oh51kh7..._iw107ow51kw7...'."""
+    import re
+    v = {k: int(n) for k, n in re.findall(r"(mb|ic|oc|oh|ow|kh|kw|g)(\d+)", desc)}
+    if not {"mb", "ic", "oc", "oh", "ow", "kh", "kw"} <= set(v):
+        return 0.0
+    return 2.0 * v["mb"] * v["oc"] * v["oh"] * v["ow"] * v["ic"] * v["kh"] * v["kw"] / v.get("g", 1) / 1e9
 
 
-def profile_layers(trunk, dtypes: list, ctx, image, boxes, batch: int = 256, repeats: int = 5) -> dict:
-    """layer_times of the trunk's convs for one batch of crops of `boxes` in `image`, per dtype
-    (int8 calibrated as the tracker does: trunk_precision.CALIB_CROPS crops spread over `boxes`)."""
+def _formats(field: str) -> str:
+    """'src_f32::blocked:acdb:f0 dst_u8::blocked:abcd:f0' -> 'f32 acdb -> u8 abcd' (data tensors only)."""
+    parts = []
+    for item in field.split():
+        name, _, rest = item.partition("_")
+        if name in ("src", "dst", "data"):
+            bits = rest.split(":")
+            parts.append(f"{bits[0]} {bits[3] if len(bits) > 3 else '?'}")
+    return " -> ".join(parts)
+
+
+def parse_verbose(text: str) -> list[dict]:
+    """The timed forwards in a child's stdout: [{'wall_ms', 'primitives': [{kind, impl, formats, shape, ms}]}]."""
+    runs, current = [], None
+    for line in text.splitlines():
+        if line.startswith(BEGIN):
+            current = []
+        elif line.startswith(END) and current is not None:
+            runs.append({"wall_ms": float(line.split()[1]), "primitives": current})
+            current = None
+        elif current is not None and ("_verbose,exec," in line):
+            f = line.strip().split(",")
+            if len(f) < 11:
+                continue
+            current.append({"kind": f[3], "impl": f[4], "formats": _formats(f[6]), "shape": f[-2],
+                            "ms": float(f[-1])})
+    return runs
+
+
+def _label(prims: list[dict]) -> list[str]:
+    """Layer names in execution order: conv k, then its relu / lrn / pool k; reorders name their neighbours."""
+    names, conv = [], 0
+    for p in prims:
+        kind = _KIND_NAMES.get(p["kind"], p["kind"])
+        if kind == "conv":
+            conv += 1
+        names.append(f"{kind}{conv}" if kind in ("conv", "relu", "lrn", "pool") else f"{kind} after conv{conv}"
+                     if conv else f"{kind} (input)")
+    return names
+
+
+def summarize_runs(runs: list[dict]) -> dict:
+    """Median per primitive over the timed forwards (same primitive sequence in each)."""
+    if not runs:
+        raise RuntimeError("profile: no timed forward found in the child's output (was DNNL_VERBOSE honoured?)")
+    n = min(len(r["primitives"]) for r in runs)
+    if n == 0:
+        raise RuntimeError("profile: oneDNN reported no primitive (an MXNet build without oneDNN?)")
+    first = runs[0]["primitives"][:n]
+    rows = []
+    for k, (label, p) in enumerate(zip(_label(first), first)):
+        ms = float(np.median([r["primitives"][k]["ms"] for r in runs]))
+        row = {"layer": label, "primitive": p["kind"], "impl": p["impl"], "formats": p["formats"],
+               "shape": p["shape"], "ms": ms}
+        if p["kind"] == "convolution":
+            gf = conv_gflop(p["shape"])
+            row["gflop"] = gf
+            row["gflop_per_s"] = gf / (ms / 1000.0) if ms > 0 else float("nan")
+        rows.append(row)
+    onednn = float(np.median([sum(p["ms"] for p in r["primitives"]) for r in runs]))
+    wall = float(np.median([r["wall_ms"] for r in runs]))
+    return {"wall_ms": wall, "onednn_ms": onednn, "outside_onednn_ms": wall - onednn, "primitives": rows}
+
+
+def _child(argv) -> int:
+    """Child process: run the trunk at one dtype on saved crops, delimiting every timed forward."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="tools.bench_profile")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--widths", default=None)
+    p.add_argument("--crops", required=True, help=".npz with x (the batch) and calib")
+    p.add_argument("--dtype", required=True)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args(argv)
     import mxnet as mx
+
+    from online import trunk_precision as tp
+    from online.network import NetSpec
+    from online.weights import build_trunk
+
+    spec = None
+    if a.widths:
+        c1, c2, c3, fc = (int(v) for v in a.widths.split(","))
+        spec = NetSpec(conv_channels=(c1, c2, c3), fc_width=fc)
+    ctx = mx.cpu()
+    trunk, _ = build_trunk(a.weights, ctx=ctx, spec=spec)
+    data = np.load(a.crops)
+    x = mx.nd.array(data["x"], ctx=ctx)
+    trunk.convs.hybridize(static_alloc=True, static_shape=True)
+    net = tp.convert(trunk.convs, a.dtype, ctx, calib=[mx.nd.array(data["calib"], ctx=ctx)])
+    for _ in range(2):  # plan the graph, create the primitives
+        net(x).wait_to_read()
+    for _ in range(a.repeats):
+        print(BEGIN, flush=True)
+        t0 = time.perf_counter()
+        net(x).wait_to_read()
+        wall = time.perf_counter() - t0
+        print(f"{END} {wall * 1000.0:.4f}", flush=True)
+    return 0
+
+
+def layer_times(weights: str, widths, dtype: str, crops_npz: str, repeats: int = 5) -> dict:
+    """oneDNN's per-primitive times of the trunk at `dtype` on the batch in `crops_npz` (child process)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, DNNL_VERBOSE="1", MKLDNN_VERBOSE="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "tools.bench_profile", "--weights", weights, "--crops", crops_npz,
+           "--dtype", dtype, "--repeats", str(repeats)]
+    if widths:
+        cmd += ["--widths", ",".join(str(int(w)) for w in widths)]
+    done = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"profile child for {dtype} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return {"dtype": dtype, "repeats": repeats, **summarize_runs(parse_verbose(done.stdout))}
+
+
+def profile_layers(weights: str, widths, dtypes: list, spec, image, boxes, batch: int = 256,
+                   repeats: int = 5) -> dict:
+    """layer_times of the trunk for one batch of crops of `boxes` in `image`, per dtype (int8
+    calibrated as the tracker does: trunk_precision.CALIB_CROPS crops spread over `boxes`).
+    `weights` / `widths` as given to the tracker: the child rebuilds the same trunk."""
+    import tempfile
+    from pathlib import Path
 
     from online import trunk_precision as tp
     from online.crops import crop_regions
 
-    spec = trunk.spec
     boxes = np.asarray(boxes, dtype=np.float64)
     pick = np.resize(np.arange(len(boxes)), batch)
-    x = mx.nd.array(crop_regions(image, boxes[pick], spec.input_size, spec.padding, spec.mean), ctx=ctx)
     cal = np.unique(np.linspace(0, len(boxes) - 1, min(len(boxes), tp.CALIB_CROPS)).round().astype(int))
-    calib = [mx.nd.array(crop_regions(image, boxes[cal], spec.input_size, spec.padding, spec.mean), ctx=ctx)]
-    return {d: layer_times(trunk.convs, d, ctx, x, calib, repeats) for d in dtypes}
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="mdnet-profile-") as tmp:
+        path = str(Path(tmp) / "crops.npz")
+        np.savez(path, x=crop_regions(image, boxes[pick], spec.input_size, spec.padding, spec.mean),
+                 calib=crop_regions(image, boxes[cal], spec.input_size, spec.padding, spec.mean))
+        for d in dtypes:
+            out[d] = {"batch": int(batch), **layer_times(weights, widths, d, path, repeats)}
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(_child(sys.argv[1:]))

@@ -258,6 +258,11 @@ def run_main(args: argparse.Namespace) -> int:
         return fail("--jobs must be >= 1")
     try:
         cfg = load_config(TrackerConfig, args.config, config_overrides(args))
+        # A precision the device cannot run: one error now, not a failure per sequence in the workers.
+        import mxnet as mx
+
+        from online import trunk_precision
+        trunk_precision.check_supported(cfg.trunk_dtype, mx.gpu(args.gpus[0]) if args.gpus else mx.cpu())
     except ConfigError as e:
         return fail(f"config error: {e}")
     name = args.name or default_name(args.weights)

@@ -88,6 +88,8 @@ def test_checks_before_any_worker(tmp_path, capsys, shared_data):
     seq = shared_data / "OTB" / "Crossing"
     rc, cap = run_cli(tmp_path, [seq], "--set", "no_such_key=1", capsys=capsys)
     assert rc == 2 and "config error" in cap.err
+    rc, cap = run_cli(tmp_path, [seq], "--set", "trunk_dtype=fp16", capsys=capsys)  # fp16: GPUs only
+    assert rc == 2 and "config error" in cap.err and "trunk_dtype=fp16 runs on a GPU only" in cap.err
     rc = main(parse_args(["run", str(seq), "--weights", str(tmp_path / "w.h5"), "--out-dir", str(tmp_path)]))
     assert rc == 2 and "no such weight file" in capsys.readouterr().err
     rc = main(parse_args(["run", str(seq), "--weights", "random:x", "--out-dir", str(tmp_path)]))
