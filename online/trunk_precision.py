@@ -8,10 +8,10 @@ run in fp32 exactly as before, on features that differ by the trunk's rounding.
 
 - bf16: MXNet AMP (`convert_symbol`, target bfloat16) with LRN kept in fp32. Measured on
   MXNet 1.9.1's oneDNN: a bf16 LRN runs outside the fast path, ~25x slower than fp32 (4.7 s vs 0.18 s
-  for conv1's output of 256 crops), which made the whole bf16 trunk ~12x slower than fp32. With LRN
-  in fp32 the graph is conv+ReLU in bf16 -> cast -> LRN -> pool -> cast -> next conv. Weights are
-  stored in bf16 (`cast_optional_params`), so no cast runs per call. Input pixels minus the mean are
-  integers in [-128, 127]: exact in bf16.
+  for conv1's output of 256 crops), which made the whole bf16 trunk ~12x slower than fp32. conv1
+  stays fp32 too (`_first_conv`). So the graph is conv1, LRN1, pool1 in fp32 -> cast -> conv2+ReLU
+  in bf16 -> cast -> LRN2 -> pool2 -> cast -> conv3 in bf16 -> cast. Weights are stored in bf16
+  (`cast_optional_params`), so no cast runs per call.
 - fp16 (GPU only): the same AMP conversion with target float16 (`amp_symbol`), for cuDNN's fp16
   convolutions (tensor cores on Volta and later). LRN stays fp32 here too, for range rather than
   speed: it is on AMP's own float16 fp32 list ("possible overflows"), and its sum of squares over 5
@@ -24,17 +24,16 @@ run in fp32 exactly as before, on features that differ by the trunk's rounding.
   the conv3 features. Not run here: MXNet 1.9.1's CPU backend has no float16 convolution ("FP16
   gemm on cpu not implemented"), so the CPU tests check the converted graph's structure only.
 - int8: `mx.contrib.quantization` (oneDNN backend, conv+ReLU fused, naive min/max calibration,
-  channel-wise weight scales), calibrated once on crops of the first frame the tracker sees (the
+  channel-wise weight scales) of conv2-3; conv1 with its LRN and pool stays fp32 (`_first_conv`), calibrated once on crops of the first frame the tracker sees (the
   caller picks them). The thresholds are fixed after that: a later image with a wider range of
   activations is clipped, which is the price of static int8.
 
-Speed (MXNet 1.9.1, 2-core AVX512_BF16/VNNI EPYC shared with a pretraining run, so noisy; fp32
-time / option time for 256 crops at VGG-M width, medians of interleaved rounds): int8 1.25x in
-process CPU time (rounds 1.05-1.28), 1.3-2.2x in wall time; bf16 0.90-0.94x in CPU time, 0.9-1.7x
-in wall time, i.e. no gain: its convs are faster but the casts around the fp32 LRNs eat it. In
-fast mode (one small region map per frame, batch 1) neither helps (bf16 0.66x, int8 0.96x wall on
-a 243x235 region). The per-layer split: `mdnet-bench track --profile`. fp16 has no measurement:
-no GPU has been available to this project (`mdnet-bench track --gpu 0 --trunk-dtype fp32,fp16`).
+Speed and accuracy of each option (trunk speed, fps, success AUC on ../shared/data): the README's
+"Exact mode at the hardware's speed"; where the time goes per oneDNN primitive: `mdnet-bench track
+--profile`. In fast mode (one small region map per frame, batch 1) neither helped when measured
+with conv1 converted too (bf16 0.66x, int8 0.96x wall on a 243x235 region). fp16 has no
+measurement: no GPU has been available to this project (`mdnet-bench track --gpu 0 --trunk-dtype
+fp32,fp16`).
 
 bf16 and int8 need the CPU's instruction set: oneDNN runs bf16 without AVX512_BF16 (or AMX) and int8
 without VNNI by emulation, slower than fp32, so a config asking for them there is refused
@@ -68,6 +67,8 @@ CALIB_CROPS = 64
 # (see the module docstring: bf16 LRN is slow; for fp16, LRN is on AMP's own list already).
 AMP_TARGETS = {"bf16": "bfloat16", "fp16": "float16"}
 AMP_FP32_EXTRA = {"bf16": ("LRN",), "fp16": ()}
+# Dtypes whose conv1 stays fp32 on oneDNN (see _first_conv); on a GPU (fp16) cuDNN has no such gap.
+AMP_KEEP_CONV1 = ("bf16",)
 
 
 def cpu_flags(path: str = "/proc/cpuinfo") -> set:
@@ -154,8 +155,10 @@ def amp_symbol(block, dtype: str):
     low = np.float16 if target == "float16" else bfloat16  # the numpy type of the converted weights
     sym, params = fp32_symbol(block)
     fp32_ops = list(dict.fromkeys(list(amp.list_fp32_ops(low)) + list(AMP_FP32_EXTRA[dtype])))
+    # bf16 keeps conv1 in fp32 (AMP_KEEP_CONV1): see _first_conv.
     conv = amp.convert_symbol(sym, target_dtype=target, fp32_ops=fp32_ops, data_names=["data"],
-                              cast_optional_params=True)
+                              cast_optional_params=True,
+                              excluded_sym_names=_first_conv(sym) if dtype in AMP_KEEP_CONV1 else [])
     attrs = conv.attr_dict()
     out = {}
     for name in conv.list_arguments():
@@ -179,14 +182,17 @@ def _global_max(x):
 
 
 def _first_conv(sym) -> list:
-    """[name] of the first convolution of a (MKLDNN_QUANTIZE-fused) graph: conv1, kept in fp32.
+    """[name] of the first convolution of a graph (fp32 or MKLDNN_QUANTIZE-fused): conv1, which
+    the int8 and bf16 trunks keep in fp32.
 
-    Why: MXNet 1.9.1's oneDNN dequantize always writes plain NCHW, and oneDNN's LRN on plain NCHW
-    is its slow avx2 kernel. With conv1 quantized, its output goes u8 NHWC -> f32 NCHW (39 ms) ->
-    LRN (73 ms, vs 26 ms on the fp32 graph's NHWC) -> u8 NHWC (50 ms): 162 of the int8 trunk's
-    290 ms for 256 crops (DNNL_VERBOSE=1, loaded machine), more than the 68 ms int8 saves on conv1
-    itself. Keeping conv1, its LRN and pool in fp32 measured 1.58x fp32 for the trunk against 1.21x
-    with conv1 quantized, and a smaller feature error (the input layer is the most sensitive)."""
+    Why (oneDNN in MXNet 1.9.1, `mdnet-bench track --profile`, 256 crops, loaded machine): the
+    conversion back to fp32 in front of LRN1 (int8: dequantize; bf16: AMP's cast) always writes
+    plain NCHW, and oneDNN's LRN on plain NCHW is its slow avx2 kernel. int8 with conv1 quantized:
+    u8 NHWC -> f32 NCHW (39 ms) -> LRN (73 ms, vs 26 ms on the fp32 graph's NHWC) -> u8 NHWC
+    (50 ms): 162 of the trunk's 290 ms, more than the 68 ms int8 saves on conv1. bf16 also has no
+    fast kernel for conv1's 3 input channels (gemm, 121 ms vs 99 ms fp32). Keeping conv1, its LRN
+    and pool in fp32 took the trunk from 1.21x to 1.58x fp32's speed (int8) and from 0.90x to
+    1.18x (bf16), with a smaller feature error (the input layer is the most sensitive)."""
     for node in json.loads(sym.tojson())["nodes"]:
         if node["op"] in ("Convolution", "_sg_mkldnn_conv"):
             return [node["name"]]

@@ -296,12 +296,15 @@ def _print_table(result: dict, indent: str = "") -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from tools.bench_pretrain import add_pretrain_parser
+    from tools.bench_pretrain_precision import add_pretrain_precision_parser
 
     p = argparse.ArgumentParser(prog="mdnet-bench",
-                                description="Timing benchmarks: the online tracker (track) and pretraining (pretrain).")
+                                description="Timing benchmarks: the online tracker (track), pretraining (pretrain) "
+                                            "and its passes in fp32 / bf16 / int8 (pretrain-precision).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_track_parser(sub)
     add_pretrain_parser(sub)
+    add_pretrain_precision_parser(sub)
     return p
 
 
