@@ -93,30 +93,52 @@ def _relu(F, x):
 
 
 class ConvStage(gluon.HybridBlock):
-    """conv1-conv3; input N x 3 x S x S raw pixels (0..255), output N x feat_dim."""
+    """conv1-conv3; input N x 3 x S x S raw pixels (0..255), output N x feat_dim.
 
-    def __init__(self, spec: NetSpec, **kw):
+    `trainable=True` for a stage whose conv weights get gradients (pretraining): MXNet 1.9.1's
+    oneDNN backward of LRN followed by max pooling returns WRONG input gradients, so conv1's and
+    conv2's weight gradients are wrong (measured on the real-cpu checkpoint: ~110-130% relative
+    error for conv1, ~17-22% for conv2; conv3-fc5 and every forward value are right; a 4-layer
+    conv->ReLU->LRN->pool repro gave a gradient norm of 6.2e5 against 1.7e5 from MXNet's plain
+    kernels, MXNET_MKLDNN_ENABLED=0, which agree with finite differences). A reshape to the same
+    shape after each LRN hands the pooling its input in plain layout and the gradients come out as
+    the plain kernels' (tests/pretrain/test_lrn_gradient.py). The reshape costs a layout
+    conversion per LRN in the forward pass (256 crops: ~23% slower), so inference stages (the
+    tracker's frozen convs, pretraining's mining pass) leave it out; the values are bitwise the same.
+    """
+
+    def __init__(self, spec: NetSpec, trainable: bool = False, share: "ConvStage | None" = None, **kw):
+        """`share`: another stage whose parameters (the same arrays) this one uses."""
         super().__init__(prefix="", **kw)
         self.spec = spec
+        self.trainable = bool(trainable)
         c1, c2, c3 = spec.conv_channels
+
+        def shared(name):
+            return None if share is None else getattr(share, name).collect_params()
         with self.name_scope():
-            self.conv1 = nn.Conv2D(c1, 7, strides=2, in_channels=3, prefix="conv1_")
-            self.conv2 = nn.Conv2D(c2, 5, strides=2, in_channels=c1, prefix="conv2_")
-            self.conv3 = nn.Conv2D(c3, 3, strides=1, in_channels=c2, prefix="conv3_")
+            self.conv1 = nn.Conv2D(c1, 7, strides=2, in_channels=3, prefix="conv1_", params=shared("conv1"))
+            self.conv2 = nn.Conv2D(c2, 5, strides=2, in_channels=c1, prefix="conv2_", params=shared("conv2"))
+            self.conv3 = nn.Conv2D(c3, 3, strides=1, in_channels=c2, prefix="conv3_", params=shared("conv3"))
 
     def hybrid_forward(self, F, x):
         return F.flatten(self.feature_map(F, x))
 
+    def _lrn(self, F, x):
+        nsize, alpha, beta, knorm = self.spec.lrn
+        x = F.LRN(x, nsize=nsize, alpha=alpha, beta=beta, knorm=knorm)
+        # See the class docstring: without it oneDNN's backward through LRN -> pool is wrong.
+        return F.reshape(x, shape=(0, 0, 0, 0)) if self.trainable else x
+
     def feature_map(self, F, x, conv3=None):
         """conv3 output (N, C, h, w) of raw pixels of any size >= 75 px (fast mode's region maps).
         `conv3` replaces the last stage (FeatureMap's dense variant); default: the net's own."""
-        nsize, alpha, beta, knorm = self.spec.lrn
         x = x - self.spec.mean
         x = _relu(F, self.conv1(x))
-        x = F.LRN(x, nsize=nsize, alpha=alpha, beta=beta, knorm=knorm)
+        x = self._lrn(F, x)
         x = F.Pooling(x, kernel=(3, 3), stride=(2, 2), pool_type="max")
         x = _relu(F, self.conv2(x))
-        x = F.LRN(x, nsize=nsize, alpha=alpha, beta=beta, knorm=knorm)
+        x = self._lrn(F, x)
         if conv3 is not None:
             return conv3(F, x)
         x = F.Pooling(x, kernel=(3, 3), stride=(2, 2), pool_type="max")
@@ -180,11 +202,11 @@ class FcStage(gluon.HybridBlock):
 class Trunk(gluon.HybridBlock):
     """The shared layers: pixels -> fc5 features. `convs` and `fcs` are usable on their own."""
 
-    def __init__(self, spec: NetSpec = NetSpec(), **kw):
+    def __init__(self, spec: NetSpec = NetSpec(), trainable_convs: bool = False, **kw):
         super().__init__(prefix="", **kw)
         self.spec = spec
         with self.name_scope():
-            self.convs = ConvStage(spec)
+            self.convs = ConvStage(spec, trainable=trainable_convs)
             self.fcs = FcStage(spec)
 
     def hybrid_forward(self, F, x):

@@ -29,7 +29,7 @@ import numpy as np
 from mxnet import gluon
 
 from online import roi
-from online.network import FeatureMap, NetSpec, Trunk, init_trunk, make_head, shared_params
+from online.network import ConvStage, FeatureMap, NetSpec, Trunk, init_trunk, make_head, shared_params
 from pretrain import windows as W
 
 CONV_LAYERS = ("conv1", "conv2", "conv3")
@@ -39,8 +39,13 @@ class MultiDomainNet:
     def __init__(self, spec: NetSpec, owned: dict, ctx):
         """`owned`: domain index -> domain name, for the branches this rank builds."""
         self.spec, self.ctx = spec, ctx
-        self.trunk = Trunk(spec)
+        # Training graphs: convs with the LRN gradient fix (online/network.py ConvStage).
+        self.trunk = Trunk(spec, trainable_convs=True)
         self.fmap = FeatureMap(self.trunk.convs)  # fast mode: same conv parameters, map output
+        # Inference graphs over the SAME parameters, without the fix's layout conversions: mining
+        # and validation never backpropagate, and their values are bitwise those of the above.
+        self.infer_convs = ConvStage(spec, share=self.trunk.convs)
+        self.infer_fmap = FeatureMap(self.infer_convs)
         self.branches: dict[int, gluon.nn.Dense] = {d: make_head(spec, f"fc6_{d}") for d in sorted(owned)}
         self.names = dict(owned)
 
@@ -57,8 +62,10 @@ class MultiDomainNet:
             head.bias.set_data(mx.nd.array(b, ctx=self.ctx))
         # static_alloc: the trunk runs at a few fixed batch shapes (training, mining, validation).
         self.trunk.hybridize(static_alloc=True)
+        self.infer_convs.hybridize(static_alloc=True)
         # Fast mode's region size changes every step: a cached graph without static memory.
         self.fmap.hybridize()
+        self.infer_fmap.hybridize()
 
     def _load_init(self, init_cfg, log) -> None:
         from online.weights import WeightFileError, load_params_into, load_weights
@@ -102,9 +109,10 @@ class MultiDomainNet:
     def score(self, crops_u8: np.ndarray, d: int, batch: int) -> np.ndarray:
         """Inference-mode (no dropout, no autograd) scores (N,2) of uint8 crops, in batches."""
         out = []
-        for i in range(0, len(crops_u8), batch):
-            x = to_input(crops_u8[i:i + batch], self.ctx)
-            out.append(self(x, d))
+        with mx.autograd.pause():
+            for i in range(0, len(crops_u8), batch):
+                x = to_input(crops_u8[i:i + batch], self.ctx)
+                out.append(self.branches[d](self.trunk.fcs(self.infer_convs(x))))
         return mx.nd.concat(*out, dim=0).asnumpy() if len(out) > 1 else out[0].asnumpy()
 
     # -------------------------------------------------------------------------- fast mode
@@ -130,7 +138,7 @@ class MultiDomainNet:
         """Inference-mode scores (N, 2) of RoIs on the maps of whole uint8 regions (mining,
         validation): conv1-3 once per region, then RoIAlign + fc4-fc6 in batches of `batch`."""
         with mx.autograd.pause():
-            maps = self.feature_maps(regions_u8)
+            maps = self.infer_fmap(to_input(regions_u8, self.ctx))
         return self.score_rois(maps, rois, d, batch)
 
     def window_scores(self, regions_u8: np.ndarray, rois: np.ndarray, d: int) -> mx.nd.NDArray:
