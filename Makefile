@@ -31,7 +31,10 @@ $(STAMP): pyproject.toml Makefile
 	# later package resolves against that numpy.
 	$(PIP) install -q "$(MXNET_PKG)" "numpy<1.24"
 	# scipy reads MATLAB v5 files (mdnet-import); matplotlib draws the evaluation plots (mdnet-eval).
-	$(PIP) install -q "opencv-python-headless<4.12" "h5py<3.17" pyyaml pytest "scipy<1.16" "matplotlib<3.11" "numpy<1.24"
+	# OpenCV's contrib build: the same cv2 plus the CSRT and KCF trackers that `mdnet-eval run
+	# --tracker` compares MDNet with. It and the plain build both own cv2/: never both installed.
+	-$(PIP) uninstall -q -y opencv-python-headless opencv-python 2>/dev/null
+	$(PIP) install -q "opencv-contrib-python-headless<4.12" "h5py<3.17" pyyaml pytest "scipy<1.16" "matplotlib<3.11" "numpy<1.24"
 	# Horovod must see the installed mxnet while it builds: no build isolation.
 	@if $(PY) -c "import horovod.mxnet" 2>/dev/null; then echo "horovod already built"; else \
 	  HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_TENSORFLOW=1 \

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 # Light: tools/eval_run.py imports MXNet only inside its worker processes.
-from tools.eval_run import RUN_HELP, add_run_arguments, run_main
+from tools.eval_run import RUN_HELP, add_fps, add_run_arguments, run_main
 
 DEFAULT_COMMAND = "score"
 
@@ -81,7 +81,8 @@ def score_main(args: argparse.Namespace) -> int:
             report = evaluate_vot(args.results, sequences)
         else:
             attributes, notes = load_attributes(args.attributes, sequences)
-            report = evaluate(args.results, sequences, attributes)
+            report = evaluate(args.results, sequences, attributes, timing_note=False)
+            add_fps(report)  # from <sequence>_time.txt beside the results, where there are any
     except (EvalError, DataError) as e:
         print(f"mdnet-eval: error: {_one_line(str(e))}", file=sys.stderr)
         return 2

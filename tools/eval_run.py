@@ -4,6 +4,7 @@ then score the results (tools/evaluation.py) and plot them (tools/eval_plots.py)
     mdnet-eval run /data/OTB --weights W.h5 --out-dir runs/otb                 # one worker per core
     mdnet-eval run /data/VOT --weights W.h5 --out-dir runs/vot --protocol vot  # VOT supervised
     mdnet-eval run /data/OTB --weights W.h5 --out-dir runs/otb --gpus 0,1      # one worker per GPU
+    mdnet-eval run /data/OTB --tracker csrt --out-dir runs/otb                  # OpenCV's CSRT beside it
 
 Layout of DIR (--out-dir):
     DIR/<name>/<sequence>.txt        the result (mdnet-track's format; VOT's codes with --protocol vot)
@@ -11,7 +12,9 @@ Layout of DIR (--out-dir):
     DIR/<name>/run.yaml              what produced them (weights, widths, config, seed, frames, protocol)
     DIR/eval.json, DIR/plots/        the evaluation of every tracker folder in DIR with this protocol
 
-<name> is --name, default the weight file's stem (random-SEED for random:SEED).
+<name> is --name, default the weight file's stem (random-SEED for random:SEED), or the OpenCV
+tracker's name (csrt, kcf, mil) with --tracker (tools/eval_baselines.py: how a lost target is
+handled).
 
 Workers (pytracking's `evaluation/running.py` idea, without its two flaws): `multiprocessing`
 with the `spawn` start method (MXNet's engine threads do not survive a fork); each worker sets
@@ -45,6 +48,7 @@ RUN_FILE = "run.yaml"
 REPORT_FILE = "eval.json"
 PLOTS_DIR = "plots"
 PROTOCOLS = ("ope", "vot")  # online.track_loop.PROTOCOLS
+TRACKERS = ("mdnet", "csrt", "kcf", "mil")  # tools/eval_baselines.OPENCV_TRACKERS beside MDNet
 
 RUN_HELP = """\
 Track every sequence under ROOT... (benchmark roots or sequence folders, any layout the readers
@@ -55,6 +59,10 @@ Resumable: a sequence whose result already has one line per frame is skipped, so
 continues where it stopped; results are written atomically and only for completed sequences. A
 failing sequence is reported by name; the others still run; the exit status is then 1. Exit status
 2 on bad arguments, config or weights, or when DIR/<name> holds results of another configuration.
+
+--tracker csrt|kcf|mil runs OpenCV's classical tracker instead of MDNet (no --weights): same result
+files, timing and scoring. When OpenCV reports the target lost, the last box it found is kept and
+it goes on tracking.
 
 Progress: one bar with frames done / total and ETA on stderr when it is a terminal; one line per
 finished sequence on stdout."""
@@ -72,7 +80,11 @@ def _gpus_arg(text: str) -> tuple:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("roots", nargs="+", metavar="ROOT", help="benchmark root or sequence folder (repeatable)")
-    p.add_argument("--weights", required=True, help="weight file (.h5 from mdnet-export) or random:SEED")
+    p.add_argument("--tracker", choices=TRACKERS, default="mdnet",
+                   help="mdnet (default), or one of OpenCV's classical trackers to compare with: csrt, kcf, "
+                        "mil (no --weights; a lost target keeps the last box found)")
+    p.add_argument("--weights", default=None,
+                   help="weight file (.h5 from mdnet-export) or random:SEED; required with --tracker mdnet")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="results go to DIR/<name>/<sequence>.txt")
     p.add_argument("--name", default=None,
                    help="the tracker's name: its result folder and its label in tables and plots "
@@ -102,32 +114,46 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------
 # The worker process
 
+def _mdnet_tracker(wid: int, setup: dict):
+    """(a function making a fresh MultiTracker, the MXNet context): the trunk is built once."""
+    import mxnet as mx
+
+    from online.config import load_config
+    from online.network import NetSpec
+    from online.tracker import MultiTracker
+    from online.tracker_config import TrackerConfig
+    from online.weights import build_trunk
+
+    cfg = load_config(TrackerConfig, setup["config"], setup["overrides"])
+    gpus = setup["gpus"]
+    ctx = mx.gpu(gpus[wid % len(gpus)]) if gpus else mx.cpu()
+    spec = None
+    if setup["widths"]:
+        c1, c2, c3, fc = setup["widths"]
+        spec = NetSpec(conv_channels=(c1, c2, c3), fc_width=fc)
+    trunk, _ = build_trunk(setup["weights"], ctx=ctx, spec=spec)
+    mx.random.seed(setup["seed"])
+    return (lambda: MultiTracker(trunk, cfg, ctx, seed=setup["seed"])), ctx
+
+
 def _worker(wid: int, setup: dict, tasks, messages) -> None:
-    """Runs in a spawned process: build the trunk once, then track sequences from `tasks` until a
+    """Runs in a spawned process: build the tracker's fixed parts once (MDNet: the trunk), then track sequences from `tasks` until a
     None arrives. Every outcome goes to `messages` as (kind, worker, sequence, payload)."""
     # Before MXNet is imported (it reads them once): threads per worker, no cuDNN autotuning.
     os.environ["OMP_NUM_THREADS"] = str(setup["threads"])
     os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")
     try:
-        import mxnet as mx
-
         from online.atomic import atomic_write_text
-        from online.config import load_config
-        from online.network import NetSpec
         from online.track_loop import result_text, time_text, track_sequence
-        from online.tracker import MultiTracker
-        from online.tracker_config import TrackerConfig
-        from online.weights import build_trunk
 
-        cfg = load_config(TrackerConfig, setup["config"], setup["overrides"])
-        gpus = setup["gpus"]
-        ctx = mx.gpu(gpus[wid % len(gpus)]) if gpus else mx.cpu()
-        spec = None
-        if setup["widths"]:
-            c1, c2, c3, fc = setup["widths"]
-            spec = NetSpec(conv_channels=(c1, c2, c3), fc_width=fc)
-        trunk, _ = build_trunk(setup["weights"], ctx=ctx, spec=spec)
-        mx.random.seed(setup["seed"])
+        if setup["tracker"] != "mdnet":
+            from tools.eval_baselines import OpenCVTracker
+
+            make_tracker = lambda: OpenCVTracker(setup["tracker"])  # noqa: E731
+            make_tracker()  # fails here (reported as fatal), not once per sequence
+            ctx = "cpu (OpenCV)"
+        else:
+            make_tracker, ctx = _mdnet_tracker(wid, setup)
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which exits 2
         messages.put(("fatal", wid, None, f"{type(e).__name__}: {e}"))
         return
@@ -147,8 +173,7 @@ def _worker(wid: int, setup: dict, tasks, messages) -> None:
             def on_frame(i, image, run, name=seq.name):
                 messages.put(("frame", wid, name, i + 1))
 
-            run = track_sequence(MultiTracker(trunk, cfg, ctx, seed=setup["seed"]), seq, None, n, on_frame,
-                                 protocol=setup["protocol"])
+            run = track_sequence(make_tracker(), seq, None, n, on_frame, protocol=setup["protocol"])
             # Timing first: the result file is what marks the sequence done.
             atomic_write_text(timing, time_text(run))
             atomic_write_text(result, result_text(run))
@@ -163,7 +188,9 @@ def _worker(wid: int, setup: dict, tasks, messages) -> None:
 # ----------------------------------------------------------------------------------------------
 # The parent
 
-def default_name(weights: str) -> str:
+def default_name(weights: str | None, tracker: str = "mdnet") -> str:
+    if tracker != "mdnet":
+        return tracker
     m = re.fullmatch(r"random:(\d+)", weights)
     return f"random-{m[1]}" if m else Path(weights).stem
 
@@ -222,21 +249,20 @@ def _line(summary: dict, protocol: str) -> str:
     return f"{summary['fps']:.2f} fps"
 
 
-def run_record(args, cfg_dict: dict) -> dict:
+def run_record(args, cfg_dict: dict | None) -> dict:
+    if args.tracker != "mdnet":
+        from tools.eval_baselines import opencv_version
+
+        # No weights, widths or MDNet config; the OpenCV version is what decides the results.
+        return {"tracker": args.tracker, "opencv": opencv_version(), "weights": None, "widths": None,
+                "config": None, "seed": args.seed, "frames": args.frames, "protocol": args.protocol}
     weights = args.weights if args.weights.startswith("random:") else str(Path(args.weights).resolve())
     return {"weights": weights, "widths": list(args.widths) if args.widths else None, "config": cfg_dict,
             "seed": args.seed, "frames": args.frames, "protocol": args.protocol}
 
 
 def run_main(args: argparse.Namespace) -> int:
-    import multiprocessing as mp
-
-    import yaml
-
-    from online.atomic import atomic_write_text
     from online.config import ConfigError, config_to_dict, load_config
-    from online.readers import discover
-    from online.sequence import DataError
     from online.tracker_config import TrackerConfig
 
     def fail(message: str, code: int = 2) -> int:
@@ -246,6 +272,10 @@ def run_main(args: argparse.Namespace) -> int:
     # --- arguments, config, weights: checked here, before any worker starts ---
     if args.frames is not None and args.frames < 1:
         return fail("--frames must be >= 1")
+    if args.tracker != "mdnet":
+        return _check_baseline(args, fail) or _run(args, None, fail)
+    if args.weights is None:
+        return fail("--weights is required with --tracker mdnet (a weight file or random:SEED)")
     is_random = re.fullmatch(r"random:\d+", args.weights) is not None
     if args.weights.startswith("random:") and not is_random:
         return fail(f"bad weights {args.weights!r}: expected random:SEED with a non-negative integer SEED")
@@ -265,12 +295,44 @@ def run_main(args: argparse.Namespace) -> int:
         trunk_precision.check_supported(cfg.trunk_dtype, mx.gpu(args.gpus[0]) if args.gpus else mx.cpu())
     except ConfigError as e:
         return fail(f"config error: {e}")
-    name = args.name or default_name(args.weights)
+    return _run(args, config_to_dict(cfg), fail)
+
+
+def _check_baseline(args, fail) -> int:
+    """--tracker csrt|kcf|mil: MDNet's options mean nothing there; the OpenCV build must have it."""
+    given = [opt for opt, val in (("--weights", args.weights), ("--widths", args.widths), ("--config", args.config),
+                                  ("--set", args.overrides), ("--mode", args.mode), ("--gpus", args.gpus))
+             if val]
+    if given:
+        return fail(f"{', '.join(given)}: MDNet options; --tracker {args.tracker} is OpenCV's and takes none")
+    if args.jobs is not None and args.jobs < 1:
+        return fail("--jobs must be >= 1")
+    from tools.eval_baselines import BaselineError, opencv_factory
+
+    try:
+        opencv_factory(args.tracker)
+    except BaselineError as e:
+        return fail(str(e))
+    return 0
+
+
+def _run(args, cfg_dict: dict | None, fail) -> int:
+    """Sequences, the workers, the evaluation: the same for MDNet and the OpenCV trackers."""
+    import multiprocessing as mp
+
+    import yaml
+
+    from online.atomic import atomic_write_text
+    from online.readers import discover
+    from online.sequence import DataError
+
+    jobs = args.jobs if args.jobs is not None else (len(args.gpus) if args.gpus else usable_cores())
+    name = args.name or default_name(args.weights, args.tracker)
     if not name or "/" in name or name in (".", ".."):
         return fail(f"--name {name!r}: expected a plain folder name")
     out_dir = Path(args.out_dir)
     tracker_dir = out_dir / name
-    record = run_record(args, config_to_dict(cfg))
+    record = run_record(args, cfg_dict)
     run_file = tracker_dir / RUN_FILE
     if run_file.is_file():
         old = yaml.safe_load(run_file.read_text()) or {}
@@ -345,7 +407,7 @@ def _run_workers(args, todo, jobs, threads, mp):
         tasks.put(t)
     for _ in range(jobs):
         tasks.put(None)
-    setup = {"parent": os.getpid(), "threads": threads, "gpus": list(args.gpus or ()), "weights": args.weights,
+    setup = {"parent": os.getpid(), "tracker": args.tracker, "threads": threads, "gpus": list(args.gpus or ()), "weights": args.weights,
              "widths": list(args.widths) if args.widths else None, "config": args.config,
              "overrides": config_overrides(args), "seed": args.seed, "protocol": args.protocol}
     procs = [ctx.Process(target=_worker, args=(w, setup, tasks, messages), name=f"mdnet-eval-run-{w}", daemon=True)
@@ -440,7 +502,7 @@ def _evaluate(args, out_dir: Path, tracker_dir: Path, sequences, frames_of, summ
             attributes, notes = load_attributes(args.attributes, scored)
             report = evaluate(dirs, scored, attributes, timing_note=False)
             report["warnings"] = notes + report["warnings"]
-            _add_fps(report)
+            add_fps(report)
             table = format_table(report, per_sequence=False)
     except EvalError as e:
         print(f"mdnet-eval run: evaluation: {e}", file=sys.stderr)
@@ -459,7 +521,7 @@ def _evaluate(args, out_dir: Path, tracker_dir: Path, sequences, frames_of, summ
     return 0
 
 
-def _add_fps(report: dict) -> None:
+def add_fps(report: dict) -> None:
     """OPE: fps per sequence and tracker from <sequence>_time.txt (frames after the first / their
     seconds); null where a time file is missing."""
     from tools.evaluation import read_times

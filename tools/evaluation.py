@@ -541,25 +541,34 @@ def _tracker_names(dirs: list[Path]) -> list[tuple[Path, str]]:
 # Text
 
 def format_table(report: dict, per_sequence: bool = False) -> str:
-    """Trackers ranked by AUC; with `per_sequence`, each tracker's sequences after it."""
+    """Trackers ranked by AUC; with `per_sequence`, each tracker's sequences after it. An fps
+    column (frames after the first per second of tracking) where the report has timings."""
     trackers = report["trackers"]
     n_gt = len(report["ground_truth"]["sequences"])
     width = max([len("tracker")] + [len(n) for n in trackers])
-    head = f"{'tracker':<{width}}  {'AUC':>6}  {'P@20':>6}  {'normP':>6}  {'sequences':>9}  {'frames':>7}"
+    timed = any("fps" in t for t in trackers.values())
+
+    def fps(row):
+        v = row.get("fps")
+        return f"  {v:6.1f}" if v is not None else f"  {'-':>6}"
+
+    head = (f"{'tracker':<{width}}  {'AUC':>6}  {'P@20':>6}  {'normP':>6}  {'sequences':>9}  {'frames':>7}"
+            + (f"  {'fps':>6}" if timed else ""))
     lines = [f"OTB one-pass evaluation: {len(trackers)} tracker(s), {n_gt} ground-truth sequence(s), "
              f"ranked by success AUC", head]
     for name, t in trackers.items():
         lines.append(f"{name:<{width}}  {t['auc']:6.3f}  {t['precision_20']:6.3f}  {t['norm_precision']:6.3f}  "
-                     f"{t['sequences_scored']:>4}/{n_gt:<4}  {t['frames']:>7}")
+                     f"{t['sequences_scored']:>4}/{n_gt:<4}  {t['frames']:>7}" + (fps(t) if timed else ""))
     if per_sequence:
         for name, t in trackers.items():
             rows = t["sequences"]
             sw = max([len("sequence")] + [len(s) for s in rows])
             lines += ["", f"{name}: per sequence",
-                      f"{'sequence':<{sw}}  {'AUC':>6}  {'P@20':>6}  {'normP':>6}  {'frames':>7}"]
+                      f"{'sequence':<{sw}}  {'AUC':>6}  {'P@20':>6}  {'normP':>6}  {'frames':>7}"
+                      + (f"  {'fps':>6}" if timed else "")]
             for s, r in rows.items():
                 lines.append(f"{s:<{sw}}  {r['auc']:6.3f}  {r['precision_20']:6.3f}  "
-                             f"{r['norm_precision']:6.3f}  {r['frames']:>7}")
+                             f"{r['norm_precision']:6.3f}  {r['frames']:>7}" + (fps(r) if timed else ""))
             for s in t["missing"]:
                 lines.append(f"{s:<{sw}}  {'no result':>6}")
     return "\n".join(lines)
