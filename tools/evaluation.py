@@ -546,7 +546,7 @@ def format_table(report: dict, per_sequence: bool = False) -> str:
     trackers = report["trackers"]
     n_gt = len(report["ground_truth"]["sequences"])
     width = max([len("tracker")] + [len(n) for n in trackers])
-    timed = any("fps" in t for t in trackers.values())
+    timed = any(t.get("fps") is not None for t in trackers.values())
 
     def fps(row):
         v = row.get("fps")
