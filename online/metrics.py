@@ -1,5 +1,5 @@
 """Tracking metrics: OTB-style success / precision curves and mean IoU; VOT-style accuracy and
-failures. The ONE implementation of these curves: tools/evaluation.py (`mdnet-eval`) imports them.
+failures. The ONE implementation of these curves: tools/eval/scoring.py (`mdnet-eval`) imports them.
 
 OTB conventions (those of the OTB toolkit, so numbers compare with published tables):
 - every frame with a usable ground-truth box counts, the first (initialisation) frame included;

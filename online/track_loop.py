@@ -168,7 +168,7 @@ def track_sequence(tracker, seq: Sequence, inits=None, frames: int | None = None
 
 
 # ----------------------------------------------------------------------------------------------
-# Result files (written by mdnet-track and mdnet-eval run; read by tools/evaluation.py)
+# Result files (written by mdnet-track and mdnet-eval run; read by tools/eval/scoring.py)
 
 def result_text(run: SequenceRun, target: int = 0) -> str:
     """One line per frame: `x,y,w,h` (the ground truth's convention; the first line is the

@@ -33,12 +33,12 @@ else
   missing+=("pretraining (pretrain/cli.py)")
 fi
 
-if have tools.export && [ -d "$DEMO_DIR/run" ]; then
+if have tools.weights.export && [ -d "$DEMO_DIR/run" ]; then
   say "3/5 export the shared layers"
   mdnet-export "$DEMO_DIR/run" --out "$DEMO_DIR/pretrained.h5"
   mdnet-export "$DEMO_DIR/run" --out "$DEMO_DIR/random.h5" --random-init "$SEED"
 else
-  missing+=("export (tools/export.py)")
+  missing+=("export (tools/weights/export.py)")
 fi
 
 if have online.cli && [ -f "$DEMO_DIR/pretrained.h5" ]; then

@@ -1,4 +1,4 @@
-"""Dataset packs: many sequences in one HDF5 file, written by `mdnet-data pack` (tools/pack.py).
+"""Dataset packs: many sequences in one HDF5 file, written by `mdnet-data pack` (tools/data/pack.py).
 
 A cluster job reading a benchmark from shared storage pays per file: LaSOT or GOT-10k is millions
 of small JPEGs, and every open and stat is a metadata round trip to the file server. A pack holds

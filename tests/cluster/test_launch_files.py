@@ -74,7 +74,7 @@ def test_horovodrun_sh_is_executable():
 
 
 def test_horovodrun_sh_runs_two_ranks_and_resumes_on_rerun(tmp_path):
-    from tools.synth import synthesize
+    from tools.data.synth import synthesize
     synthesize(tmp_path / "synth", sequences=4, frames=12, size=(96, 72), seed=5)
     # 4 domains on 2 ranks: 2 steps per cycle, 1 cycle; a checkpoint after every step.
     cfg = write_config(tmp_path / "tiny.yaml", [tmp_path / "synth"], train={"cycles": 1},

@@ -89,7 +89,7 @@ def test_png_without_iend_or_with_a_bad_crc(tmp_path):
 
 
 def test_truncated_frame_in_a_pack_is_named(tmp_path):
-    from tools.pack import write_pack
+    from tools.data.pack import write_pack
     seq_dir = _otb_sequence(tmp_path / "data")
     _truncate(seq_dir / "img" / "0004.jpg")
     pack = tmp_path / "pool.h5"

@@ -131,7 +131,7 @@ def test_window_keeps_whole_image_negatives_reachable():
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
-    from tools.synth import synthesize
+    from tools.data.synth import synthesize
 
     out = tmp_path_factory.mktemp("synth_fast")
     synthesize(out, sequences=2, frames=40, size=(192, 144), seed=0)  # as test_tracker
@@ -196,7 +196,7 @@ def test_bench_track_compares_modes_and_cli_runs_fast_mode(tmp_path, capsys):
     import json
 
     from online import cli
-    from tools import bench
+    from tools.bench import cli as bench
     from tests.online.test_tracker import TINY_WIDTHS
 
     argv = ["track", "--weights", "random:0", "--widths", TINY_WIDTHS, "--frames", "3", "--json",

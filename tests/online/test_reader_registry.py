@@ -131,7 +131,7 @@ def ex_image_folder(tmp: Path) -> Example:
 
 def ex_pack(tmp: Path) -> Example:
     # A pack of two formats' examples: each sequence keeps its own format, name, boxes and frames.
-    from tools.pack import write_pack
+    from tools.data.pack import write_pack
     srcs = [ex_otb(tmp / "src"), ex_vot(tmp / "src")]
     pack = tmp / "pool.h5"
     write_pack(pack, [str(ex.root) for ex in srcs], log=lambda line: None)
@@ -227,7 +227,7 @@ def test_a_name_registers_once():
 
 
 def test_index_help_lists_the_formats(capsys):
-    from tools.data_cli import build_parser
+    from tools.data.cli import build_parser
     with pytest.raises(SystemExit):
         build_parser().parse_args(["index", "--help"])
     text = capsys.readouterr().out

@@ -28,7 +28,7 @@ NARROW = NetSpec(conv_channels=(32, 64, 128), fc_width=128)
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
-    from tools.synth import synthesize
+    from tools.data.synth import synthesize
 
     out = tmp_path_factory.mktemp("synth")
     synthesize(out, sequences=2, frames=40, size=(192, 144), seed=0)
@@ -216,7 +216,7 @@ def test_reference_config_file_spells_out_the_defaults():
 def test_bench_track_reports_timings(capsys):
     import json
 
-    from tools import bench
+    from tools.bench import cli as bench
 
     argv = ["track", "--weights", "random:0", "--widths", TINY_WIDTHS, "--frames", "3", "--json",
             "--targets", "2"] + [a for o in FAST for a in ("--set", o)]

@@ -179,7 +179,7 @@ def test_low_precision_on_a_gpu_is_refused_before_touching_it(dtype):
 def test_bench_compares_trunk_dtypes_with_phases_and_layers(capsys):
     import json
 
-    from tools import bench
+    from tools.bench import cli as bench
 
     small = ["n_pos_init=20", "n_neg_init=60", "n_bbreg=20", "maxiter_init=2", "maxiter_update=2",
              "n_pos_update=10", "n_neg_update=20", "batch_test=32", "n_samples=32", "batch_neg_cand=96"]
@@ -312,7 +312,7 @@ def test_cli_device_and_dtype_mismatches_are_config_errors(tmp_path, capsys):
     with one line each, not MXNet's traceback from the first array put on a missing device."""
     from online.cli import main as track_main
     from online.cli import parse_args
-    from tools import bench
+    from tools.bench import cli as bench
 
     missing = str(GPUS)  # an index one past the last visible GPU (0 on a CPU build)
     base = ["--weights", "random:0", "--widths", "4,8,8,16", "--quiet", "--out-dir", str(tmp_path / "r"), "x"]

@@ -13,8 +13,8 @@ from online import cli
 from online.metrics import VOT_FAILURE, VOT_INIT, VOT_SKIPPED, VOT_TRACKED, vot_accuracy_mask, vot_scores
 from online.sequence import FrameSource, Sequence
 from online.track_loop import PROTOCOLS, result_text, time_text, track_sequence
-from tools.eval_cli import main as eval_main, parse_args as eval_args
-from tools.evaluation import evaluate_vot, read_supervised
+from tools.eval.cli import main as eval_main, parse_args as eval_args
+from tools.eval.scoring import evaluate_vot, read_supervised
 
 G = [10.0, 10.0, 20.0, 20.0]  # the ground truth in every frame
 

@@ -29,7 +29,7 @@ TINY = {
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
-    from tools.synth import synthesize
+    from tools.data.synth import synthesize
     root = tmp_path_factory.mktemp("synth")
     synthesize(root / "train", sequences=6, frames=16, size=(96, 72), seed=11)
     return root / "train"

@@ -121,7 +121,7 @@ def test_fast_checkpoint_exports_a_tracker_weight_file(straight_fast, tmp_path):
     # The same shared parameters as exact mode: the weight file loads like any other; its
     # provenance records the mode the trunk was trained in.
     from online.weights import load_weights
-    from tools.export import export
+    from tools.weights.export import export
     export(straight_fast, tmp_path / "w.h5")
     wf = load_weights(tmp_path / "w.h5")
     dump = _dump(straight_fast, 0)

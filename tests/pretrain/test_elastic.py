@@ -104,7 +104,7 @@ def test_worker_lost_then_host_rejoins(tmp_path, synth_root, tiny_config):
         if k.startswith("shared:"):
             assert np.array_equal(d0[k], d1[k]), k
     from online.weights import load_weights
-    from tools.export import export
+    from tools.weights.export import export
     export(run, tmp_path / "weights.h5")
     weights = load_weights(tmp_path / "weights.h5")
     assert weights.params and all(np.isfinite(v).all() for v in weights.params.values())

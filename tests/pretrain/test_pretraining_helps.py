@@ -102,7 +102,7 @@ def _track_all(weights: dict, test_root: Path, out: Path) -> dict:
 
 
 def test_pretraining_beats_its_own_starting_point_on_held_out_sequences(tmp_path, run_pretrain):
-    from tools.synth import synthesize
+    from tools.data.synth import synthesize
     synthesize(tmp_path / "train", sequences=64, frames=30, size=(96, 72), seed=21)
     synthesize(tmp_path / "test", sequences=8, frames=20, size=(96, 72), seed=22)
     # The demo's own recipe (cluster/configs/demo.yaml), with this test's seed and data.
@@ -130,7 +130,7 @@ def test_pretraining_beats_its_own_starting_point_on_held_out_sequences(tmp_path
     weights = {}
     for name, extra in (("pretrained", []), ("random", ["--random-init", str(SEED)])):
         weights[name] = tmp_path / f"{name}.h5"
-        subprocess.run([sys.executable, "-m", "tools.export", str(run), "--out", str(weights[name]), *extra],
+        subprocess.run([sys.executable, "-m", "tools.weights.export", str(run), "--out", str(weights[name]), *extra],
                        cwd=REPO, env=_env(), check=True, capture_output=True)
     aucs = _track_all(weights, tmp_path / "test", tmp_path / "results")
     pre = np.stack([aucs[("pretrained", s)] for s in TRACKER_SEEDS])

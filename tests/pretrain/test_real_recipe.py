@@ -8,8 +8,8 @@ import h5py
 import yaml
 
 from tests.pretrain.conftest import REPO
-from tools.data_cli import build_parser, main
-from tools.export import export
+from tools.data.cli import build_parser, main
+from tools.weights.export import export
 
 RECIPE = REPO / "cluster" / "configs" / "real-cpu.yaml"
 

@@ -12,7 +12,7 @@ import pytest
 from online.weights import load_weights
 from pretrain import checkpoint as ckpt
 from tests.tools.test_export import _checkpoint as write_checkpoint, _export
-from tools.data_cli import build_parser as data_parser, main as data_main
+from tools.data.cli import build_parser as data_parser, main as data_main
 
 REAL_FRAME = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "OTB" / "Crossing" / "img" / "0001.jpg"
 

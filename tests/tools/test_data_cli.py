@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.data_cli import build_parser, main, run
+from tools.data.cli import build_parser, main, run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,11 +102,11 @@ def test_run_exits_with_main_status(tmp_path):
 
 
 def test_help_as_a_module():
-    # The module runs as `python -m tools.data_cli` (what the mdnet-data script calls).
-    res = subprocess.run([sys.executable, "-m", "tools.data_cli", "--help"], cwd=REPO,
+    # The module runs as `python -m tools.data.cli` (what the mdnet-data script calls).
+    res = subprocess.run([sys.executable, "-m", "tools.data.cli", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0
     assert "index" in res.stdout and "synth" in res.stdout
-    res = subprocess.run([sys.executable, "-m", "tools.data_cli", "index", "--help"], cwd=REPO,
+    res = subprocess.run([sys.executable, "-m", "tools.data.cli", "index", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert "--json" in res.stdout and "list.txt" in res.stdout

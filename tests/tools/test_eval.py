@@ -12,9 +12,9 @@ import pytest
 from online.metrics import summarize
 from online.readers import discover, read_sequence
 from online.sequence import ImageFiles, Sequence
-from tools import eval_plots
-from tools.eval_cli import main, parse_args, run
-from tools.evaluation import (NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS, EvalError,
+from tools.eval import plots as eval_plots
+from tools.eval.cli import main, parse_args, run
+from tools.eval.scoring import (NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS, EvalError,
                               evaluate, frame_errors, load_attributes, read_results)
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_differs_from_summarize_on_short_results_by_design():
 
 
 def evaluate_one(pred, gt, absent=None) -> dict:
-    from tools.evaluation import sequence_curves
+    from tools.eval.scoring import sequence_curves
     return sequence_curves(frame_errors(pred, gt, absent)).scores()
 
 
@@ -534,7 +534,7 @@ def test_real_otb_sequence_shifted_result(shared_data, tmp_path, capsys):
 def test_one_implementation_of_the_curves():
     # mdnet-eval and mdnet-track's own summary share online/metrics.py's curves and thresholds.
     from online import metrics
-    from tools import evaluation
+    from tools.eval import scoring as evaluation
 
     assert evaluation.success_curve is metrics.success_curve
     assert evaluation.precision_curve is metrics.precision_curve

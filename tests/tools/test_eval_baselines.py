@@ -10,8 +10,8 @@ import pytest
 
 from online.readers import discover
 from online.track_loop import track_sequence
-from tools.eval_baselines import OPENCV_TRACKERS, BaselineError, OpenCVTracker, opencv_factory
-from tools.eval_cli import main, parse_args
+from tools.eval.baselines import OPENCV_TRACKERS, BaselineError, OpenCVTracker, opencv_factory
+from tools.eval.cli import main, parse_args
 
 
 def test_every_baseline_builds_in_the_installed_opencv():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.online.test_tracker import FAST, TINY_WIDTHS
-from tools.eval_cli import main, parse_args
-from tools.eval_run import default_name, result_complete
+from tools.eval.cli import main, parse_args
+from tools.eval.run import default_name, result_complete
 
 
 def run_cli(out, roots, *extra, capsys):
@@ -107,7 +107,7 @@ def test_result_complete(tmp_path):
 
 
 def test_help(capsys):
-    from tools.eval_cli import run
+    from tools.eval.cli import run
 
     with pytest.raises(SystemExit) as e:
         run(["run", "--help"])

@@ -5,7 +5,7 @@ import pytest
 from online.network import NetSpec, Trunk, init_trunk
 from online.weights import build_trunk, load_weights, params_from_trunk
 from pretrain import checkpoint as ckpt
-from tools.export import main as export_main, build_parser
+from tools.weights.export import main as export_main, build_parser
 
 SPEC = NetSpec(conv_channels=(8, 16, 16), fc_width=32)
 

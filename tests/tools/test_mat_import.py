@@ -22,7 +22,7 @@ from online.network import NetSpec, Trunk, init_trunk
 from online.weights import build_trunk, load_weights, params_from_trunk
 from pretrain.config import InitConfig
 from pretrain.model import MultiDomainNet
-from tools.mat_import import main
+from tools.weights.mat_import import main
 
 # The helper lives beside this file; load it by path (pytest runs with --import-mode=importlib).
 _spec = importlib.util.spec_from_file_location("matconvnet_ref", Path(__file__).with_name("matconvnet_ref.py"))
@@ -309,8 +309,8 @@ def test_errors_are_one_line_and_name_the_file(tmp_path, capsys, case):
 
 def test_missing_input_and_help():
     assert main(["/nonexistent/x.mat", "--out", "/tmp/never.h5"]) == 2
-    # `python -m tools.mat_import --help` works and says which files, what is kept and dropped.
-    res = subprocess.run([sys.executable, "-m", "tools.mat_import", "--help"], cwd=REPO,
+    # `python -m tools.weights.mat_import --help` works and says which files, what is kept and dropped.
+    res = subprocess.run([sys.executable, "-m", "tools.weights.mat_import", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     text = res.stdout

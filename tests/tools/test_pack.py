@@ -19,8 +19,8 @@ from online.readers.pack import read_pack_entries, verify_sequence
 from online.sequence import DataError
 from pretrain.config import DataConfig
 from pretrain.domains import find_domains
-from tools.data_cli import build_parser, main
-from tools.pack import write_pack
+from tools.data.cli import build_parser, main
+from tools.data.pack import write_pack
 
 FRAMES = 80  # --frames: keeps the test fast; Deer (71 frames) stays whole
 
@@ -171,11 +171,11 @@ def test_bad_roots_write_nothing(tmp_path, capsys, monkeypatch):
     assert rc == 2 and f"the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
     # A crash half-way leaves the old pack (or none) under the name, and no temporary file.
     out.write_bytes(b"old")
-    import tools.pack
+    import tools.data.pack
 
     def boom(*args):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(tools.pack, "_write_sequence", boom)
+    monkeypatch.setattr(tools.data.pack, "_write_sequence", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         write_pack(out, [str(_tiny_root(tmp_path / "src", "seq"))], log=lambda line: None)
     assert out.read_bytes() == b"old"

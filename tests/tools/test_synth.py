@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from online.readers import discover, read_otb
-from tools.synth import synthesize
+from tools.data.synth import synthesize
 
 SMALL = dict(sequences=3, frames=12, size=(96, 72))
 

@@ -161,7 +161,7 @@ def _child(argv) -> int:
     """Child process: run the trunk at one dtype on saved crops, delimiting every timed forward."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="tools.bench_profile")
+    p = argparse.ArgumentParser(prog="tools.bench.dnnl_profile")
     p.add_argument("--weights", required=True)
     p.add_argument("--widths", default=None)
     p.add_argument("--crops", required=True, help=".npz with x (the batch) and calib")
@@ -202,10 +202,10 @@ def layer_times(weights: str, widths, dtype: str, crops_npz: str, repeats: int =
     import sys
     from pathlib import Path
 
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, DNNL_VERBOSE="1", MKLDNN_VERBOSE="1",
                PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "tools.bench_profile", "--weights", weights, "--crops", crops_npz,
+    cmd = [sys.executable, "-m", "tools.bench.dnnl_profile", "--weights", weights, "--crops", crops_npz,
            "--dtype", dtype, "--repeats", str(repeats)]
     if widths:
         cmd += ["--widths", ",".join(str(int(w)) for w in widths)]

@@ -1,4 +1,4 @@
-"""Success and precision plots of OPE from `tools.evaluation.evaluate()`'s report (PNG and PDF).
+"""Success and precision plots of OPE from `tools.eval.scoring.evaluate()`'s report (PNG and PDF).
 
 As the OTB toolkit draws them: one curve per tracker, the legend ranked by the plot's own score
 ("MDNet [0.678]": success AUC on success plots, P@20 on precision plots), one pair per attribute

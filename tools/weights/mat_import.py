@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.matconvnet import Layer, MatFileError, SimpleNN, read_simplenn
+from tools.weights.matconvnet import Layer, MatFileError, SimpleNN, read_simplenn
 
 PROG = "mdnet-import"
 MDNET_LRN = (5.0, 2.0, 1e-4, 0.75)  # MatConvNet vl_nnnormalize param [N kappa alpha beta] of VGG-M

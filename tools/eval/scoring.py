@@ -32,7 +32,7 @@ frame, `1` (initialised), `2` (failure), `0` (skipped) or a box; scored by onlin
 robustness = failures per 100 frames); the overall accuracy pools the scored frames of all
 sequences, as pysot does. fps comes from `<sequence>_time.txt` beside the result when present.
 
-Pure numpy: plots live in tools/eval_plots.py, the command line in tools/eval_cli.py.
+Pure numpy: plots live in tools/eval/plots.py, the command line in tools/eval/cli.py.
 """
 from __future__ import annotations
 
@@ -330,7 +330,7 @@ def _is_target_file(seq, k: int) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Attributes (data, not code: tools/otb_attributes.json)
+# Attributes (data, not code: tools/eval/otb_attributes.json)
 
 def attribute_table() -> dict:
     return json.loads(ATTRIBUTE_TABLE.read_text())

@@ -19,7 +19,7 @@ Every run reports its parts by phase (`phases`: first frame: features, of which 
 training, box-regression fit; per frame: candidates, stored samples, updates, box regression).
 `--profile` adds oneDNN's own time for each primitive of conv1-3 (convs, ReLU, LRN, pooling and the
 layout / precision reorders between them) for one 256-crop batch at each trunk dtype
-(tools/bench_profile.py).
+(tools/bench/dnnl_profile.py).
 """
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ def bench_track(args) -> int:
 
     tmp = None
     if args.sequence is None:
-        from tools.synth import synthesize
+        from tools.data.synth import synthesize
         tmp = tempfile.TemporaryDirectory(prefix="mdnet-bench-")
         seq_dir = synthesize(tmp.name, sequences=1, frames=args.frames, size=(320, 240), seed=args.seed)[0]
     else:
@@ -185,7 +185,7 @@ def bench_track(args) -> int:
         size = seq.frame(0).shape[1::-1]
         layers = None
         if args.profile:
-            from tools.bench_profile import profile_layers
+            from tools.bench.dnnl_profile import profile_layers
             from online.sampling import SamplerSpec, sample_boxes
             # One frame's candidates (the tracker's sampler and count) around the first box.
             c = cfgs[0]
@@ -200,7 +200,7 @@ def bench_track(args) -> int:
         if tmp is not None:
             tmp.cleanup()
     common = {
-        "sequence": str(seq_dir) if args.sequence else f"synthetic 320x240 (tools.synth seed {args.seed})",
+        "sequence": str(seq_dir) if args.sequence else f"synthetic 320x240 (tools.data.synth seed {args.seed})",
         "image_size": list(size),
         "frames": n,
         "targets": args.targets,
@@ -236,7 +236,7 @@ def _time_run(trunk, cfg, ctx, seed, seq, inits, n) -> dict:
     from online.metrics import summarize
     from online.track_loop import track_sequence
     from online.tracker import MultiTracker
-    from tools.bench_profile import PhaseFeatures, phases
+    from tools.bench.dnnl_profile import PhaseFeatures, phases
 
     tracker = MultiTracker(trunk, cfg, ctx, seed=seed)
     feats = tracker.features
@@ -295,16 +295,13 @@ def _print_table(result: dict, indent: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tools.bench_pretrain import add_pretrain_parser
-    from tools.bench_pretrain_precision import add_pretrain_precision_parser
+    from tools.bench.pretrain import add_pretrain_parser
 
     p = argparse.ArgumentParser(prog="mdnet-bench",
-                                description="Timing benchmarks: the online tracker (track), pretraining (pretrain) "
-                                            "and its passes in fp32 / bf16 / int8 (pretrain-precision).")
+                                description="Timing benchmarks: the online tracker (track) and pretraining (pretrain).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_track_parser(sub)
     add_pretrain_parser(sub)
-    add_pretrain_precision_parser(sub)
     return p
 
 

@@ -1,5 +1,5 @@
 """`mdnet-eval run`: track every sequence under ROOT... in parallel worker processes, resumably,
-then score the results (tools/evaluation.py) and plot them (tools/eval_plots.py).
+then score the results (tools/eval/scoring.py) and plot them (tools/eval/plots.py).
 
     mdnet-eval run /data/OTB --weights W.h5 --out-dir runs/otb                 # one worker per core
     mdnet-eval run /data/VOT --weights W.h5 --out-dir runs/vot --protocol vot  # VOT supervised
@@ -13,7 +13,7 @@ Layout of DIR (--out-dir):
     DIR/eval.json, DIR/plots/        the evaluation of every tracker folder in DIR with this protocol
 
 <name> is --name, default the weight file's stem (random-SEED for random:SEED), or the OpenCV
-tracker's name (csrt, kcf, mil) with --tracker (tools/eval_baselines.py: how a lost target is
+tracker's name (csrt, kcf, mil) with --tracker (tools/eval/baselines.py: how a lost target is
 handled).
 
 Workers (pytracking's `evaluation/running.py` idea, without its two flaws): `multiprocessing`
@@ -43,7 +43,7 @@ from pathlib import Path
 from online.cli import config_overrides, mode_arg, widths_arg  # noqa: E402
 from online.threads import usable_cores  # noqa: E402  (imports no mxnet: workers set threads first)
 
-_REPO = str(Path(__file__).resolve().parents[1])
+_REPO = str(Path(__file__).resolve().parents[2])
 RUN_FILE = "run.yaml"
 REPORT_FILE = "eval.json"
 PLOTS_DIR = "plots"
@@ -147,7 +147,7 @@ def _worker(wid: int, setup: dict, tasks, messages) -> None:
         from online.track_loop import result_text, time_text, track_sequence
 
         if setup["tracker"] != "mdnet":
-            from tools.eval_baselines import OpenCVTracker
+            from tools.eval.baselines import OpenCVTracker
 
             make_tracker = lambda: OpenCVTracker(setup["tracker"])  # noqa: E731
             make_tracker()  # fails here (reported as fatal), not once per sequence
@@ -251,7 +251,7 @@ def _line(summary: dict, protocol: str) -> str:
 
 def run_record(args, cfg_dict: dict | None) -> dict:
     if args.tracker != "mdnet":
-        from tools.eval_baselines import opencv_version
+        from tools.eval.baselines import opencv_version
 
         # No weights, widths or MDNet config; the OpenCV version is what decides the results.
         return {"tracker": args.tracker, "opencv": opencv_version(), "weights": None, "widths": None,
@@ -307,7 +307,7 @@ def _check_baseline(args, fail) -> int:
         return fail(f"{', '.join(given)}: MDNet options; --tracker {args.tracker} is OpenCV's and takes none")
     if args.jobs is not None and args.jobs < 1:
         return fail("--jobs must be >= 1")
-    from tools.eval_baselines import BaselineError, opencv_factory
+    from tools.eval.baselines import BaselineError, opencv_factory
 
     try:
         opencv_factory(args.tracker)
@@ -481,7 +481,7 @@ def _evaluate(args, out_dir: Path, tracker_dir: Path, sequences, frames_of, summ
     import yaml
 
     from online.atomic import atomic_write_text
-    from tools.evaluation import EvalError, evaluate, evaluate_vot, format_table, format_vot_table, load_attributes
+    from tools.eval.scoring import EvalError, evaluate, evaluate_vot, format_table, format_vot_table, load_attributes
 
     dirs = []
     for d in sorted(p for p in out_dir.iterdir() if (p / RUN_FILE).is_file()):
@@ -514,7 +514,7 @@ def _evaluate(args, out_dir: Path, tracker_dir: Path, sequences, frames_of, summ
     atomic_write_text(report_file, json.dumps(report, indent=1, allow_nan=False) + "\n")
     print(f"wrote {report_file}")
     if args.protocol == "ope":
-        from tools.eval_plots import write_plots
+        from tools.eval.plots import write_plots
 
         files = write_plots(report, out_dir / PLOTS_DIR)
         print(f"wrote {len(files)} plot files to {out_dir / PLOTS_DIR}")
@@ -524,7 +524,7 @@ def _evaluate(args, out_dir: Path, tracker_dir: Path, sequences, frames_of, summ
 def add_fps(report: dict) -> None:
     """OPE: fps per sequence and tracker from <sequence>_time.txt (frames after the first / their
     seconds); null where a time file is missing."""
-    from tools.evaluation import read_times
+    from tools.eval.scoring import read_times
 
     for t in report["trackers"].values():
         frames, seconds, known = 0, 0.0, True

@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
@@ -166,7 +166,7 @@ def bench_pretrain(args) -> int:
         tmp = Path(tmp)
         data = args.data
         if data is None:
-            from tools.synth import synthesize
+            from tools.data.synth import synthesize
             data = str(tmp / "synth")
             synthesize(data, sequences=8, frames=30, size=(192, 144), seed=0)
         from online.readers import find_sequences

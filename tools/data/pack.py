@@ -142,7 +142,7 @@ def write_pack(out: str | Path, roots: list[str], frames: int = 0,
         with h5py.File(tmp, "w-") as f:
             f.attrs["format"] = PACK_FORMAT
             f.attrs["format_version"] = PACK_VERSION
-            f.attrs["created_by"] = "mdnet-data pack (tools/pack.py)"
+            f.attrs["created_by"] = "mdnet-data pack (tools/data/pack.py)"
             f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             f.attrs["roots"] = json.dumps([os.path.abspath(r) for r in roots])
             f.attrs["frames_limit"] = int(frames)

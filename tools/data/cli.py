@@ -3,6 +3,7 @@
     mdnet-data index ROOT... [--json] [--verify]   what the readers find under each root (or pack)
     mdnet-data pack ROOT... --out POOL.h5           every sequence under the roots -> one HDF5 pack
     mdnet-data synth --out DIR [...]               write synthetic OTB-layout sequences
+    mdnet-data pool-rebuild --out DIR [...]        the extra real pool again, from git snapshots
 
 Arguments are parsed in `run()` only; `main(args)` takes the parsed namespace so tests and other
 tools call it in-process.
@@ -19,6 +20,7 @@ from pathlib import Path
 from online.readers import check_frame_bytes, check_frames, find_sequences, load, registry
 from online.readers.pack import PackFrames, verify_sequence
 from online.sequence import DataError
+from tools.data import pool
 
 
 def _describe(seq) -> dict:
@@ -111,7 +113,7 @@ def _cmd_index(args, out) -> int:
 
 
 def _cmd_pack(args, out) -> int:
-    from tools.pack import write_pack  # imported here: h5py is not needed to index folders
+    from tools.data.pack import write_pack  # imported here: h5py is not needed to index folders
     if args.frames < 0:
         print("mdnet-data pack: error: --frames must be >= 0", file=sys.stderr)
         return 2
@@ -136,7 +138,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def _cmd_synth(args, out) -> int:
     # Imported here: synthesis code is not needed to index data.
-    from tools.synth import synthesize
+    from tools.data.synth import synthesize
     t0 = time.time()
     try:
         paths = synthesize(args.out, sequences=args.sequences, frames=args.frames,
@@ -163,7 +165,8 @@ def _formats_help() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mdnet-data",
-        description="Inspect tracking datasets, pack them into one HDF5 file, and write synthetic sequences.")
+        description="Inspect tracking datasets, pack them into one HDF5 file, write synthetic sequences, "
+                    "and rebuild the extra real pretraining pool from git snapshots.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # Raw formatting keeps the format table's lines; the prose is wrapped here instead.
@@ -228,10 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--size", type=_parse_size, default=(192, 144), metavar="WxH",
                     help="frame size in pixels, at least 48x48 (default 192x144)")
     ps.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    pool.add_parser(sub)
     return p
 
 
-COMMANDS = {"index": _cmd_index, "pack": _cmd_pack, "synth": _cmd_synth}
+COMMANDS = {"index": _cmd_index, "pack": _cmd_pack, "synth": _cmd_synth, "pool-rebuild": pool._cmd}
 
 
 def main(args: argparse.Namespace, out=None) -> int:

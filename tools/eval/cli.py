@@ -5,8 +5,8 @@
     mdnet-eval run ROOT... --weights W.h5 --out-dir DIR [--jobs N]   # track (parallel, resumable), score
 
 Subcommands are the entries of COMMANDS (name -> help, arguments, main); `run` lives in
-tools/eval_run.py. A first argument that is not a subcommand name means
-`score`, so the bare form keeps working. The definitions are in tools/evaluation.py.
+tools/eval/run.py. A first argument that is not a subcommand name means
+`score`, so the bare form keeps working. The definitions are in tools/eval/scoring.py.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-# Light: tools/eval_run.py imports MXNet only inside its worker processes.
-from tools.eval_run import RUN_HELP, add_fps, add_run_arguments, run_main
+# Light: tools/eval/run.py imports MXNet only inside its worker processes.
+from tools.eval.run import RUN_HELP, add_fps, add_run_arguments, run_main
 
 DEFAULT_COMMAND = "score"
 
@@ -67,7 +67,7 @@ def score_main(args: argparse.Namespace) -> int:
     from online.atomic import atomic_write_text
     from online.readers import discover
     from online.sequence import DataError
-    from tools.evaluation import (EvalError, detect_protocol, evaluate, evaluate_vot, format_table,
+    from tools.eval.scoring import (EvalError, detect_protocol, evaluate, evaluate_vot, format_table,
                                   format_vot_table, load_attributes)
 
     try:
@@ -96,7 +96,7 @@ def score_main(args: argparse.Namespace) -> int:
     if args.plots and protocol == "vot":
         print("mdnet-eval: no plots for VOT-style results (--plots ignored)", file=sys.stderr)
     elif args.plots:
-        from tools.eval_plots import write_plots
+        from tools.eval.plots import write_plots
         files = write_plots(report, args.plots)
         print(f"wrote {len(files)} plot files to {args.plots}")
     return 0

@@ -1,0 +1,1 @@
+"""tools/bench: benchmarks: `mdnet-bench` (track, pretrain)."""

@@ -1,0 +1,1 @@
+"""tools/data: data: `mdnet-data` (index, pack, synth) and the pretraining pool's rebuild."""

@@ -1,0 +1,1 @@
+"""tools/eval: evaluation: `mdnet-eval` (score, run) and OpenCV baselines."""

@@ -1,0 +1,1 @@
+"""tools/weights: weight files in and out: `mdnet-export`, `mdnet-import` (MatConvNet)."""
