@@ -214,6 +214,71 @@ def rebuild(manifest: Path, mirrors: Path, out: Path) -> list[str]:
     return [rebuild_one(src, mirrors, out) for src in sources]
 
 
+# ----------------------------------------------------------------------------------------------
+# The training manifest shipped beside a model: where every domain it was trained on came from
+
+TRAINING_COLUMNS = ("sequence", "benchmark", "source_repo", "source_path", "commit", "frames",
+                    "frames_trained", "truncated_to", "pool_dir")
+
+
+def read_sources(path: Path) -> list[dict]:
+    """Rows of a pool manifest, in either layout: this project's (`commit` column) or
+    ../shared/pool/MANIFEST.tsv's (`source_path` ending in @COMMIT)."""
+    path = Path(path)
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines(), delimiter="\t"))
+    except OSError as e:
+        raise RebuildError(f"{path}: cannot read the manifest ({e.strerror})") from None
+    out = []
+    for lineno, r in enumerate(rows, start=2):
+        if not r.get("dir") or not r.get("source_repo"):
+            raise RebuildError(f"{path}:{lineno}: a row needs dir and source_repo")
+        src, commit = r.get("source_path", ""), r.get("commit") or ""
+        if not commit and "@" in src:
+            src, commit = src.rsplit("@", 1)
+        frames = r.get("frames", "")
+        out.append({"dir": r["dir"], "benchmark": r.get("benchmark", ""), "source_repo": r["source_repo"],
+                    "source_path": src, "commit": commit, "frames": int(frames) if frames.isdigit() else None,
+                    "truncated_to": (r.get("truncated_to") or "").strip()})
+    return out
+
+
+def training_manifest(domains: list[str], sources: list[Path], val_fraction: float) -> list[dict]:
+    """One row per trained domain: its source (from the pool manifests `sources`, matched by the
+    last part of `dir`, case-insensitive; `Name-2` also matches a folder `Name` with two targets)
+    and the frames trained on (the first 1 - val_fraction, as pretrain/domains.py splits them).
+    A domain found in no manifest is an error naming it: a model must not ship with a gap."""
+    import math
+
+    by_name: dict[str, dict] = {}
+    for path in sources:
+        for row in read_sources(path):
+            by_name.setdefault(Path(row["dir"]).name.lower(), row)
+    rows, unknown = [], []
+    for name in domains:
+        key = name.lower()
+        row = by_name.get(key) or by_name.get(re.sub(r"[-_.]?\d+$", "", key))
+        if row is None:
+            unknown.append(name)
+            continue
+        n = row["frames"]
+        trained = None if n is None else n - int(math.floor(n * val_fraction + 1e-9))
+        rows.append({"sequence": name, "benchmark": row["benchmark"], "source_repo": row["source_repo"],
+                     "source_path": row["source_path"], "commit": row["commit"], "frames": n,
+                     "frames_trained": trained, "truncated_to": row["truncated_to"], "pool_dir": row["dir"]})
+    if unknown:
+        raise RebuildError(f"{len(unknown)} trained domain(s) in none of the manifests "
+                           f"{', '.join(map(str, sources))}: {', '.join(unknown)}")
+    return rows
+
+
+def manifest_text(rows: list[dict]) -> str:
+    lines = ["\t".join(TRAINING_COLUMNS)]
+    for r in rows:
+        lines.append("\t".join("" if r[c] is None else str(r[c]) for c in TRAINING_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
 def add_parser(sub) -> None:
     """`mdnet-data pool-rebuild` (tools/data/cli.py registers it)."""
     p = sub.add_parser("pool-rebuild", help="rebuild the extra real pool from its manifest and git snapshots",

@@ -3,6 +3,8 @@
     mdnet-export runs/vot-otb --out weights/vot-otb.h5                 # a run folder: its latest checkpoint
     mdnet-export runs/vot-otb/checkpoints/ckpt-00012000 --out w.h5     # one checkpoint
     mdnet-export runs/demo --out random.h5 --random-init 0             # same widths, paper init (a baseline)
+    mdnet-export runs/real-cpu --out m.h5 --sources ../shared/pool/MANIFEST.tsv \
+        --sources cluster/configs/pool-sources.tsv       # + m.manifest.tsv: where each domain came from
 
 Only the shared layers (conv1-fc5) are exported: the fc6 branches belong to the training
 sequences, and the tracker makes a fresh fc6 per target. The file (online/weights.py) carries the
@@ -37,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-init", type=_seed_arg, default=None, metavar="SEED",
                    help="write a randomly initialised trunk (online.network.init_trunk, seed SEED) with the "
                         "checkpoint's widths instead of its weights: the matching no-pretraining baseline")
+    p.add_argument("--sources", action="append", default=[], type=Path, metavar="MANIFEST.tsv",
+                   help="pool manifests naming where each training sequence came from (repeatable): "
+                        "writes OUT's stem + .manifest.tsv (sequence, benchmark, source repository, path, "
+                        "commit, frames, frames trained on) and records it in the provenance; a trained "
+                        "domain in none of them is an error")
     return p
 
 
@@ -62,7 +69,12 @@ def _warn(msg: str) -> None:
     print(f"mdnet-export: warning: {msg}", file=sys.stderr)
 
 
-def export(checkpoint, out, random_init: int | None = None, warn=_warn) -> dict:
+def manifest_path(out) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".manifest.tsv")
+
+
+def export(checkpoint, out, random_init: int | None = None, warn=_warn, sources=()) -> dict:
     """Write the weight file; returns the provenance written.
 
     A run folder whose latest checkpoint is damaged (checksums in its meta.json) exports the
@@ -88,6 +100,17 @@ def export(checkpoint, out, random_init: int | None = None, warn=_warn) -> dict:
         "commit": meta.code_commit or code_commit(),
         "commit_source": "checkpoint" if meta.code_commit else "export",
     }
+    manifest = None
+    if sources:
+        from tools.data.pool import RebuildError, manifest_text, training_manifest
+
+        val_fraction = float((meta.config.get("data") or {}).get("val_fraction", 0.2))
+        try:
+            rows = training_manifest(list(meta.domains), list(sources), val_fraction)
+        except RebuildError as e:
+            raise ExportError(str(e)) from None
+        manifest = manifest_text(rows)
+        provenance["training_manifest"] = manifest
     if random_init is None:
         params, _ = ckpt.read_shared(ckpt_dir)
         _check_shared(params, spec, Path(ckpt_dir) / ckpt.SHARED)
@@ -104,6 +127,10 @@ def export(checkpoint, out, random_init: int | None = None, warn=_warn) -> dict:
     try:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         save_weights(out, params, spec, provenance)
+        if manifest is not None and random_init is None:
+            from online.atomic import atomic_write_text
+
+            atomic_write_text(manifest_path(out), manifest)
     except OSError as e:  # read-only folder, disk full, a parent that is a file
         raise ExportError(f"cannot write the weight file {out}: {e.strerror or e}") from None
     return provenance
@@ -118,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
     from pretrain.checkpoint import CheckpointError
 
     try:
-        prov = export(args.checkpoint, args.out, args.random_init)
+        prov = export(args.checkpoint, args.out, args.random_init, sources=args.sources)
     except (CheckpointError, WeightFileError, ExportError) as e:
         print(f"mdnet-export: {e}", file=sys.stderr)
         return 2
@@ -131,6 +158,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(f"mdnet-export: {prov['checkpoint']} (step {prov['steps']}, {prov['cycles']:.2f} cycles, "
               f"{prov['domains']} domains) -> {args.out}")
+        if "training_manifest" in prov:
+            print(f"mdnet-export: training manifest ({prov['domains']} domains) -> {manifest_path(args.out)}")
     return 0
 
 
