@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-json", default=None, metavar="FILE",
                    help="also write the per-sequence summaries and the overall numbers (key 'overall': "
                         "ope: mean over scored sequences of mean_iou, auc, precision20; vot: accuracy "
-                        "pooled over scored frames, failures, robustness, fps) as JSON")
+                        "pooled over scored frames, failures, robustness, fps) as strict JSON (a number "
+                        "that is unknown, e.g. an accuracy with no frame left after the burn-in, is null)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--verbose", action="store_true",
                      help="print a line per frame (IoU where ground truth exists, score, time)")
@@ -354,6 +355,25 @@ def _format_summary(s: dict) -> str:
     return text
 
 
+def strict_json(obj, indent: int | None = 1) -> str:
+    """`obj` as strict JSON (RFC 8259): NaN and +-Infinity become null, numpy scalars and arrays
+    plain numbers and lists; json.dumps(allow_nan=False) then refuses anything left over instead of
+    writing `NaN`, which strict parsers (jq, JavaScript, Go) reject."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, np.ndarray):
+            return clean(v.tolist())
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        return v
+    return json.dumps(clean(obj), indent=indent, allow_nan=False)
+
+
 def write_run_info(out_dir: Path, text: str) -> None:
     """Create OUT_DIR and write mdnet-track.yaml into it; OutputError naming what cannot be written."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -477,9 +497,11 @@ def main(args: argparse.Namespace) -> int:
         overall["sequences_scored"] = len(scored)
         try:
             Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.summary_json).write_text(json.dumps(
+            # Strict JSON: an unknown number (accuracy with no frame after the burn-in, fps of no
+            # tracked frame) is null, never NaN.
+            Path(args.summary_json).write_text(strict_json(
                 {"weights": args.weights, "seed": args.seed, "protocol": args.protocol, "overall": overall,
-                 "sequences": summaries, "failures": failures}, indent=1, default=float))
+                 "sequences": summaries, "failures": failures}) + "\n")
         except OSError as e:
             print(f"mdnet-track: --summary-json: cannot write {os_problem(e)}", file=sys.stderr)
             return 2

@@ -20,12 +20,16 @@ online/track_loop.py with protocol "vot":
   the VOT toolkit: the 9 tracked frames after it are left out), code frames, and frames whose
   ground truth is absent;
 - failures: the number of frames marked 2; robustness: failures per 100 frames (pysot's table).
+- overlap: where the ground truth is a polygon (VOT's rotated boxes: `Sequence.polygons`, filled by
+  the VOT reader), the VOT toolkit's region overlap between that polygon and the predicted box,
+  both clipped to the image (online/boxes.py `region_overlap`), for failures and accuracy alike;
+  else the IoU of axis-aligned boxes (pysot's, for sequences of other formats run this way).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from online.boxes import iou
+from online.boxes import iou, region_overlap
 
 SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PRECISION_THRESHOLDS = np.arange(0, 51, dtype=np.float64)
@@ -121,11 +125,24 @@ def vot_accuracy_mask(status: np.ndarray, burn_in: int = VOT_BURN_IN) -> np.ndar
     return keep
 
 
-def vot_scores(status, boxes, gt, absent=None, burn_in: int = VOT_BURN_IN) -> dict:
+def vot_overlap(box, gt_box, polygon=None, image_size=None) -> float:
+    """The overlap that decides a VOT failure and makes the accuracy (module doc): the region
+    overlap of the ground-truth `polygon` (8 values) and `box`, both clipped to `image_size`
+    (W, H), when the ground truth is a polygon; else the IoU of `box` and `gt_box`. A non-finite
+    box overlaps nothing: 0."""
+    if polygon is not None:
+        return region_overlap(polygon, box, bounds=image_size)
+    return float(np.nan_to_num(iou(box, gt_box)[0], nan=0.0))
+
+
+def vot_scores(status, boxes, gt, absent=None, burn_in: int = VOT_BURN_IN, polygons=None,
+               image_size=None) -> dict:
     """Accuracy, failures and robustness of one VOT-style run (module doc).
 
     `status` (frames,): VOT_TRACKED where `boxes` (frames, 4) holds the box, else a VOT code.
-    Frames beyond the shorter of status / gt are ignored (as pysot does).
+    Frames beyond the shorter of status / gt are ignored (as pysot does). `polygons` (frames, 8):
+    the ground truth as polygons (Sequence.polygons; `gt` are their bounding boxes), scored with
+    the region overlap clipped to `image_size` (W, H) (vot_overlap).
     """
     status = np.asarray(status).reshape(-1)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -133,7 +150,11 @@ def vot_scores(status, boxes, gt, absent=None, burn_in: int = VOT_BURN_IN) -> di
     n = min(len(status), len(gt))
     status, boxes = status[:n], boxes[:n]
     keep = vot_accuracy_mask(status, burn_in) & valid_frames(gt[:n], None if absent is None else np.asarray(absent)[:n])
-    ov = iou(boxes[keep], gt[:n][keep]) if keep.any() else np.zeros(0)
+    if polygons is not None:
+        polygons = np.asarray(polygons, dtype=np.float64).reshape(-1, 8)
+        ov = np.array([vot_overlap(boxes[i], gt[i], polygons[i], image_size) for i in np.flatnonzero(keep)])
+    else:
+        ov = iou(boxes[keep], gt[:n][keep]) if keep.any() else np.zeros(0)
     ov = np.nan_to_num(ov, nan=0.0)  # a NaN box (never written by the tracker) overlaps nothing
     failures = int((status == VOT_FAILURE).sum())
     return {

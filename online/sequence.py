@@ -194,12 +194,25 @@ class Sequence:
     has_groundtruth: bool = True
     # the ground-truth file the boxes came from ("" when unknown): warnings about it name it
     groundtruth_file: str = ""
+    # VOT ground truth as polygons (frames, 8): x1,y1,...,x4,y4 per frame (a 4-value line as its
+    # rectangle's corners; NaN where unknown); `boxes` are their bounding rectangles. Filled by the
+    # VOT reader only: the VOT protocol scores these (online/metrics.py vot_overlap). None elsewhere.
+    polygons: np.ndarray | None = None
+    # (W, H) of the frames when the reader knows it (it decoded the first frame), else None
+    image_size: tuple | None = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
         self.absent = np.asarray(self.absent, dtype=bool).reshape(-1)
         if len(self.absent) != len(self.boxes):
             raise ValueError(f"{self.name}: {len(self.boxes)} boxes but {len(self.absent)} absent flags")
+        if self.polygons is not None:
+            polygons = np.asarray(self.polygons, dtype=np.float64).reshape(-1, 8)
+            if len(polygons) < len(self.boxes):
+                raise ValueError(f"{self.name}: {len(self.boxes)} boxes but {len(polygons)} polygons")
+            # A copy cut to fewer frames (dataclasses.replace(seq, boxes=seq.boxes[:n], ...)) keeps
+            # the polygons of its frames.
+            self.polygons = polygons[:len(self.boxes)]
         if self.frames_on_disk < 0:
             self.frames_on_disk = len(self.frames)
 
@@ -209,7 +222,8 @@ class Sequence:
     def head(self, n: int) -> "Sequence":
         """The first n frames (all when shorter): runs made with --frames N are scored on these."""
         n = max(1, min(int(n), len(self)))
-        return dataclasses.replace(self, boxes=self.boxes[:n], absent=self.absent[:n])
+        return dataclasses.replace(self, boxes=self.boxes[:n], absent=self.absent[:n],
+                                   polygons=None if self.polygons is None else self.polygons[:n])
 
     def frame(self, i: int) -> np.ndarray:
         if not 0 <= i < len(self):

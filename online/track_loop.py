@@ -11,8 +11,10 @@ Two protocols:
 - "ope" (OTB one-pass, the default): initialise on frame 0 (the ground truth or `inits`), track
   every later frame whatever happens;
 - "vot" (VOT supervised / baseline, as pysot's `tools/test.py` and the VOT toolkit run it): one
-  target, from the ground truth. When a tracked box has no overlap with the ground truth (IoU 0;
-  frames whose ground truth is absent cannot fail) the frame is a failure, the tracker stops, and
+  target, from the ground truth. When a tracked box has no overlap with the ground truth (overlap
+  0: the VOT toolkit's region overlap with the ground-truth polygon, both clipped to the image,
+  when the sequence has polygons, else IoU; online/metrics.py `vot_overlap`; frames whose ground
+  truth is absent cannot fail) the frame is a failure, the tracker stops, and
   it is re-initialised from the ground truth `skip` = 5 frames later (on the next frame with
   usable ground truth from there); the frames in between are skipped (no box; still decoded and
   passed to `on_frame`, for video writers). Every (re)initialisation is a fresh tracker state:
@@ -31,9 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from online.boxes import iou
 from online.metrics import (VOT_BURN_IN, VOT_FAILURE, VOT_INIT, VOT_SKIP, VOT_SKIPPED, VOT_TRACKED, summarize,
-                            valid_frames, vot_scores)
+                            valid_frames, vot_overlap, vot_scores)
 from online.sequence import Sequence
 
 PROTOCOLS = ("ope", "vot")
@@ -54,6 +55,7 @@ class SequenceRun:
     parts_s: dict = field(default_factory=dict)  # tracker timer parts after the first init (sums)
     done: int = 0  # frames processed so far
     first_init: int = 0  # the frame of the first initialisation
+    image_size: tuple | None = None  # (W, H) of the frames: VOT overlaps are clipped to it
 
     def __post_init__(self):
         if self.status is None:
@@ -87,7 +89,9 @@ class SequenceRun:
             out["init_s"] = float(self.track_s[:n][self.status[:n] == VOT_INIT].sum())
             out["tracked_frames"] = int(self.tracked.sum())
             if seq is not None and seq.has_groundtruth:
-                s = vot_scores(self.status[:n], self.boxes[:n, target], seq.boxes[:n], seq.absent[:n], burn_in)
+                polygons = None if seq.polygons is None else seq.polygons[:n]
+                s = vot_scores(self.status[:n], self.boxes[:n, target], seq.boxes[:n], seq.absent[:n], burn_in,
+                               polygons=polygons, image_size=self.image_size or seq.image_size)
                 out.update({k: v for k, v in s.items() if k != "frames"})
         elif seq is not None and seq.has_groundtruth:
             out.update(summarize(self.boxes[:n, target], seq.boxes[:n], seq.absent[:n]))
@@ -131,6 +135,8 @@ def track_sequence(tracker, seq: Sequence, inits=None, frames: int | None = None
         t0 = time.perf_counter()
         image = seq.frame(i)
         t1 = time.perf_counter()
+        if run.image_size is None:
+            run.image_size = (int(image.shape[1]), int(image.shape[0]))
         init = (i == 0) if not vot else (not active and i >= next_init and usable[i])
         if init:
             boxes = inits if not vot else seq.boxes[i:i + 1]
@@ -146,7 +152,8 @@ def track_sequence(tracker, seq: Sequence, inits=None, frames: int | None = None
             run.success[i] = [r.success for r in results]
             run.status[i] = VOT_TRACKED
             if vot and usable[i]:
-                ov = float(np.nan_to_num(iou(run.boxes[i, 0], seq.boxes[i])[0], nan=0.0))
+                polygon = None if seq.polygons is None else seq.polygons[i]
+                ov = vot_overlap(run.boxes[i, 0], seq.boxes[i], polygon, (image.shape[1], image.shape[0]))
                 if not ov > 0.0:
                     run.status[i] = VOT_FAILURE
                     active = False

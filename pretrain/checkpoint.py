@@ -1,15 +1,24 @@
 """Checkpoints: plain arrays in HDF5 plus a JSON manifest, written so a crash never corrupts one.
 
-Layout under the run directory:
+Layout under the run directory (CKPT = ckpt-c000002.250000-w2-s00000009, see below):
 
-    checkpoints/ckpt-00001200/shared.h5          rank 0: /params/<name>, /momentum/<name> (conv1..fc5)
-    checkpoints/ckpt-00001200/branches-rank0.h5  every rank: its fc6 branches, keyed by domain name:
-                                                 names, weight (M,2,W), bias (M,2), momentum_weight,
-                                                 momentum_bias; attrs: epoch counters of that rank
-    checkpoints/ckpt-00001200/meta.json          rank 0, written LAST: step, world size, files and
-                                                 their size + SHA-256, domains, seed, resolved
-                                                 config, time
-    checkpoints/latest                           name of the newest complete checkpoint
+    checkpoints/CKPT/shared.h5          rank 0: /params/<name>, /momentum/<name> (conv1..fc5)
+    checkpoints/CKPT/branches-rank0.h5  every rank: its fc6 branches, keyed by domain name:
+                                        names, weight (M,2,W), bias (M,2), momentum_weight,
+                                        momentum_bias; attrs: epoch counters of that rank
+    checkpoints/CKPT/meta.json          rank 0, written LAST: step, world size, files and
+                                        their size + SHA-256, domains, seed, resolved config, time
+    checkpoints/latest                  name of the newest complete checkpoint
+
+Folder names carry the training progress, not just the step number, because a step number
+belongs to a world size (3 steps per cycle on 2 ranks of 6 domains, 6 on 1; resume on another
+number of ranks, elastic jobs): `ckpt-c<cycles done, 6 decimals, rounded down>-w<world size>-
+s<step>`, e.g. 2.25 cycles = step 9 of 4-step cycles on 2 ranks is ckpt-c000002.250000-w2-s00000009.
+Names sort by progress as text; (world size, step) makes them unique for a given run (the cycle
+length is a function of the world size and the data, which a resume may not change). A checkpoint
+is never written into a folder that already holds a complete one: a run resumed from an older
+checkpoint that reaches an existing name again writes `<name>-r1` (`-r2`, ...) beside it.
+Folders named by step only (`ckpt-00001200`, written before) are still found, ordered and pruned.
 
 Every file is written to a temporary name in the same folder, fsynced and renamed (os.replace is
 atomic on POSIX), so a reader sees the old file or the whole new one. A checkpoint is complete only
@@ -35,6 +44,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import h5py
@@ -48,7 +58,10 @@ META = "meta.json"
 SHARED = "shared.h5"
 FORMAT = "mdnet-pretrain-checkpoint"
 FORMAT_VERSION = 1
-_NAME = re.compile(r"ckpt-(\d{8,})$")
+# ckpt-c000002.250000-w2-s00000009[-r1]; the old ckpt-00001200 (step only) is still read.
+_NAME = re.compile(r"ckpt-(?:c(?P<whole>\d{6,})\.(?P<frac>\d{6})-w(?P<world>\d+)-s(?P<step>\d{8,})"
+                   r"(?:-r(?P<rerun>\d+))?|(?P<legacy>\d{8,}))$")
+_MICRO = 1_000_000  # cycles are named in millionths
 
 
 class CheckpointError(ValueError):
@@ -64,8 +77,48 @@ def write_failed(path, e: OSError) -> RunFolderError:
     return RunFolderError(f"cannot write {path}: {e.strerror or e}")
 
 
-def ckpt_name(step: int) -> str:
-    return f"ckpt-{step:08d}"
+def ckpt_name(step: int, world_size: int, steps_per_cycle: int, rerun: int = 0) -> str:
+    """The folder name of the checkpoint after `step` steps of `steps_per_cycle`-step cycles on
+    `world_size` ranks (module docstring); `rerun` k > 0 appends -r<k>."""
+    if world_size < 1 or steps_per_cycle < 1 or step < 0:
+        raise ValueError(f"checkpoint name: step {step}, world size {world_size}, {steps_per_cycle} "
+                         f"steps per cycle")
+    micro = step * _MICRO // steps_per_cycle  # rounded down: never shows a cycle not yet done
+    name = f"ckpt-c{micro // _MICRO:06d}.{micro % _MICRO:06d}-w{world_size}-s{step:08d}"
+    return name + (f"-r{rerun}" if rerun else "")
+
+
+def new_checkpoint_dir(run_dir: Path, step: int, world_size: int, steps_per_cycle: int) -> Path:
+    """Where to write the checkpoint after `step`: its name (`ckpt_name`), or the first `-r<k>`
+    variant whose folder does not hold a complete checkpoint. An existing complete checkpoint is
+    never written into: a run resumed from an older checkpoint may reach the same (world size,
+    step) again with other weights (it went through another world size in between, or a config
+    change), and rewriting the folder in place would leave, for a while or after a crash, a folder
+    whose name and contents disagree. An incomplete folder of that name (a write killed before its
+    meta.json) is reused.
+
+    Every rank calls this before writing its file and gets the same answer: meta.json of the new
+    checkpoint is written only after the barrier that follows every rank's file, so no rank can
+    see the folder completed by this very save."""
+    root = Path(run_dir) / CKPT_DIR
+    k = 0
+    while (root / ckpt_name(step, world_size, steps_per_cycle, k) / META).exists():
+        k += 1
+    return root / ckpt_name(step, world_size, steps_per_cycle, k)
+
+
+def is_checkpoint_name(name: str) -> bool:
+    """A checkpoint folder's name (this naming or the older ckpt-<step>)."""
+    return _NAME.match(name) is not None
+
+
+def _name_key(name: str) -> tuple:
+    """(progress in millionths of a cycle or None for old names, step, rerun) from a folder name."""
+    m = _NAME.match(name)
+    if m.group("legacy") is not None:
+        return None, int(m.group("legacy")), 0
+    return (int(m.group("whole")) * _MICRO + int(m.group("frac")), int(m.group("step")),
+            int(m.group("rerun") or 0))
 
 
 def branch_file(rank: int) -> str:
@@ -204,9 +257,16 @@ def write_branches(ckpt_dir: Path, rank: int, branches: dict, step: int, extra: 
     _write_file(Path(ckpt_dir) / branch_file(rank), write)
 
 
-def write_meta(run_dir: Path, meta: CheckpointMeta) -> Path:
-    """Rank 0, after every rank wrote its files: meta.json (completes the checkpoint), then latest."""
-    ckpt_dir = Path(run_dir) / CKPT_DIR / ckpt_name(meta.step)
+def write_meta(run_dir: Path, meta: CheckpointMeta, ckpt_dir: Path | None = None) -> Path:
+    """Rank 0, after every rank wrote its files: meta.json (completes the checkpoint), then latest.
+
+    `ckpt_dir`: the folder the files were written to (new_checkpoint_dir); by default the one
+    `new_checkpoint_dir` gives for the meta's step, world size and cycle length."""
+    if ckpt_dir is None:
+        ckpt_dir = new_checkpoint_dir(run_dir, meta.step, meta.world_size, meta.steps_per_cycle)
+    ckpt_dir = Path(ckpt_dir)
+    if (ckpt_dir / META).exists():
+        raise CheckpointError(f"{ckpt_dir}: already holds a complete checkpoint; refusing to rewrite it")
     meta = dataclasses.replace(meta, written=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     for f in meta.files:
         if not (ckpt_dir / f).is_file():
@@ -214,7 +274,7 @@ def write_meta(run_dir: Path, meta: CheckpointMeta) -> Path:
     # What each file was when complete: a later truncation or bit flip is found on resume/export.
     meta = dataclasses.replace(meta, checksums={f: file_digest(ckpt_dir / f) for f in meta.files})
     for path, text in ((ckpt_dir / META, meta.to_json()),
-                       (Path(run_dir) / CKPT_DIR / LATEST, ckpt_name(meta.step) + "\n")):
+                       (Path(run_dir) / CKPT_DIR / LATEST, ckpt_dir.name + "\n")):
         try:
             atomic_write_text(path, text)
         except OSError as e:
@@ -234,35 +294,47 @@ def file_digest(path: Path) -> dict:
 
 
 def _progress(ckpt_dir: Path) -> tuple:
-    """Sort key of a checkpoint by training progress: (cycles done, step). Step numbers alone do not
-    order checkpoints once the world size changed (resume on more ranks, elastic jobs): 1-rank step
-    18 is 2-rank step 9. A meta that cannot be read has no known progress: it sorts as the newest
-    (by step number among such), so find_latest tries it first and warns that it is damaged, and
-    prune keeps it."""
-    step = int(_NAME.match(ckpt_dir.name).group(1))
+    """Sort key of a checkpoint by training progress: (cycles done, then the newest written).
+    Step numbers alone do not order checkpoints once the world size changed (resume on more ranks,
+    elastic jobs): 1-rank step 18 is 2-rank step 9. Progress is the exact fraction step /
+    steps_per_cycle from meta.json; at equal progress (the same point reached on two world sizes,
+    or a re-run `-r<k>` folder) the later meta.json wins. A meta that cannot be read has no known
+    progress: it sorts as the newest (by its name among such), so find_latest tries it first and
+    warns that it is damaged, and prune keeps it."""
+    micro, step, rerun = _name_key(ckpt_dir.name)
     try:
         raw = json.loads((ckpt_dir / META).read_text())
-        return (0, float(raw["step"]) / float(raw["steps_per_cycle"]), step)
+        progress = Fraction(int(raw["step"]), int(raw["steps_per_cycle"]))
+        written = (ckpt_dir / META).stat().st_mtime_ns
+        return (0, progress, written, rerun, step)
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
-        return (1, 0.0, step)
+        return (1, Fraction(micro if micro is not None else 0, _MICRO), 0, rerun, step)
+
+
+def _older(a: Path, b: Path) -> bool:
+    """By name alone (no meta.json needed): was checkpoint folder `a` written at less training
+    progress than `b`? Old step-only names compare by step (what they carry)."""
+    (ma, sa, _), (mb, sb, _) = _name_key(a.name), _name_key(b.name)
+    if ma is not None and mb is not None:
+        return ma < mb
+    return sa < sb
 
 
 def prune(run_dir: Path, keep: int) -> list[Path]:
     """Delete all but the newest `keep` complete checkpoints (by training progress), and incomplete
     ones older than them."""
     root = Path(run_dir) / CKPT_DIR
-    entries = sorted(((int(m.group(1)), p) for p in root.iterdir()
-                      if p.is_dir() and (m := _NAME.match(p.name))), key=lambda t: t[0])
-    complete = sorted(((s, p) for s, p in entries if (p / META).is_file()), key=lambda t: _progress(t[1]))
+    entries = [p for p in root.iterdir() if p.is_dir() and is_checkpoint_name(p.name)]
+    complete = sorted((p for p in entries if (p / META).is_file()), key=_progress)
     if not complete:
         return []
-    kept = {p for _, p in complete[-keep:]}
-    newest = complete[-1][0]
+    kept = set(complete[-keep:])
+    newest = complete[-1]
     removed = []
-    for s, p in entries:
+    for p in sorted(entries, key=lambda p: p.name):
         # An incomplete folder newer than the newest complete one may be being written: leave it.
         complete_here = (p / META).is_file()
-        if (complete_here and p not in kept) or (not complete_here and s < newest):
+        if (complete_here and p not in kept) or (not complete_here and _older(p, newest)):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
@@ -328,15 +400,15 @@ def find_latest(path, warn=_stderr_warning) -> Path:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: does not exist (expected a run folder or a checkpoint folder "
-                              f"{CKPT_DIR}/ckpt-NNNNNNNN)")
-    if _NAME.match(path.name):
+                              f"{CKPT_DIR}/ckpt-...)")
+    if is_checkpoint_name(path.name):
         verify(path)
         return path
     root = path / CKPT_DIR
     if not root.is_dir():
-        raise CheckpointError(f"{path}: neither a checkpoint folder (ckpt-NNNNNNNN) nor a run folder "
+        raise CheckpointError(f"{path}: neither a checkpoint folder (ckpt-...) nor a run folder "
                               f"with {CKPT_DIR}/")
-    candidates = sorted((p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)),
+    candidates = sorted((p for p in root.iterdir() if p.is_dir() and is_checkpoint_name(p.name)),
                         key=_progress, reverse=True)
     damaged = []
     for cand in candidates:

@@ -143,6 +143,7 @@ class CheckpointConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: str = opt("auto", "auto (GPU local_rank when MXNet sees GPUs, else CPU) | cpu | gpu")
+    share_gpus: bool = opt(False, "allow more ranks on a host than GPUs it has (ranks then share GPUs round-robin); without it that is an error (MDNET_SHARE_GPUS=1 does the same)")
     threads: int = opt(0, "compute threads per rank (OMP_NUM_THREADS); 0 = cores / ranks on this host")
     pin_cores: bool = opt(False, "pin each rank to its own cores (benchmarks: same resources per rank)")
     debug_dump: bool = opt(False, "every rank writes its final shared and branch weights to OUT/debug/rank<r>.npz (tests)")

@@ -49,7 +49,7 @@ class ElasticCommit(H.HookBase):
         s = stats.step_done
         if not (self.every and s % self.every == 0) or s == trainer.stop_step:
             return
-        path = str(trainer.out / ckpt.CKPT_DIR / ckpt.ckpt_name(s))
+        path = str(trainer.last_checkpoint)  # the Checkpointer (registered before) just wrote it
         try:
             dist.elastic_commit(self.state)
         except dist.HostsChanged:
@@ -68,7 +68,8 @@ def agree(mine: dict):
     if not running:
         return None
     paths = {r["committed"] for r in running if r["committed"]}
-    newest = max(paths, key=lambda p: ckpt.read_meta(p).step) if paths else None
+    # By training progress, not step number (ranks that committed in different worlds).
+    newest = max(paths, key=lambda p: ckpt.read_meta(p).cycle) if paths else None
     if newest is not None:
         newest = str(ckpt.find_latest(newest))  # verified (size + SHA-256): it is what we resume from
     return {"resume_from": newest, "generation": max(r["generation"] for r in running)}

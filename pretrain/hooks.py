@@ -202,7 +202,8 @@ class Checkpointer(HookBase):
 
     def save(self, trainer, step: int) -> None:
         world, model = trainer.world, trainer.model
-        ckpt_dir = trainer.out / ckpt.CKPT_DIR / ckpt.ckpt_name(step)
+        # Named by training progress and world size; never an existing complete checkpoint's folder.
+        ckpt_dir = ckpt.new_checkpoint_dir(trainer.out, step, world.size, trainer.steps_per_cycle)
         try:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -221,10 +222,11 @@ class Checkpointer(HookBase):
         # Horovod: meta.json (which completes the checkpoint) only after every rank's file exists.
         dist.barrier("ckpt.barrier")
         if world.is_main:
-            ckpt.write_meta(trainer.out, trainer.checkpoint_meta(step))
+            ckpt.write_meta(trainer.out, trainer.checkpoint_meta(step), ckpt_dir)
             removed = ckpt.prune(trainer.out, self.keep)
             trainer.log.info(f"checkpoint: {ckpt_dir} (step {step})"
                              + (f"; removed {len(removed)} older" if removed else ""))
+        trainer.last_checkpoint = ckpt_dir  # every rank: the elastic commit names it
 
 
 # ------------------------------------------------------------------------------- timing

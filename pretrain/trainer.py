@@ -88,14 +88,38 @@ def step_seed(seed: int, rank: int, step: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, rank, step, stream]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def device_for(kind: str, world: dist.World):
-    """One device per rank: GPU local_rank when there are GPUs (and not told cpu), else the CPU."""
-    gpus = mx.context.num_gpus()
+def choose_device(kind: str, local_rank: int, local_size: int, gpus: int, share_gpus: bool = False):
+    """The device of one rank as ("gpu", index) or ("cpu", 0): a pure function of the numbers, so
+    the decision is testable without GPUs.
+
+    GPU local_rank when there are GPUs (and not told cpu), else the CPU. More ranks on a host than
+    GPUs would put several ranks on one GPU (each with its own copy of the model and its own
+    cuDNN workspace: out-of-memory or a silent slowdown), so that is an error unless
+    `runtime.share_gpus` (or MDNET_SHARE_GPUS=1) asks for it; then ranks share GPUs round-robin.
+    """
     if kind == "gpu" and gpus == 0:
         raise ValueError("runtime.device=gpu but MXNet sees no GPU (is mxnet-cu112 installed?)")
     if kind == "gpu" or (kind == "auto" and gpus > 0):
-        return mx.gpu(world.local_rank % gpus)  # Horovod: pin one GPU per local rank
-    return mx.cpu()
+        if local_size > gpus and not share_gpus:
+            raise ValueError(
+                f"local rank {local_rank}: {local_size} ranks on this host but MXNet sees {gpus} GPU(s): "
+                f"ranks would share GPUs. Start at most {gpus} rank(s) per host (horovodrun -H host:{gpus}), "
+                f"run on the CPU (runtime.device=cpu), or allow sharing on purpose with "
+                f"--set runtime.share_gpus=true (or MDNET_SHARE_GPUS=1)")
+        return ("gpu", local_rank % gpus)  # Horovod: pin one GPU per local rank
+    return ("cpu", 0)
+
+
+def share_gpus_allowed(cfg_value: bool, environ=os.environ) -> bool:
+    """runtime.share_gpus, or MDNET_SHARE_GPUS=1 in the environment (launch scripts)."""
+    return bool(cfg_value) or environ.get("MDNET_SHARE_GPUS", "").strip().lower() in ("1", "true", "yes")
+
+
+def device_for(kind: str, world: dist.World, share_gpus: bool = False):
+    """One device per rank (choose_device with the GPUs MXNet sees)."""
+    dev, index = choose_device(kind, world.local_rank, world.local_size, mx.context.num_gpus(),
+                               share_gpus_allowed(share_gpus))
+    return mx.gpu(index) if dev == "gpu" else mx.cpu()
 
 
 @dataclass
@@ -127,12 +151,13 @@ class Pretrainer:
         self.debug_kill = debug_kill  # MDNET_DEBUG_KILL applies (elastic: only in the first world)
         self.code_commit = code_commit()  # recorded in every checkpoint, hence in exported weights
         self.spec = cfg.model.spec()
-        self.ctx = device_for(cfg.runtime.device, world)
+        self.ctx = device_for(cfg.runtime.device, world, cfg.runtime.share_gpus)
         self.n_neg_prepared = cfg.mining.pool if cfg.mining.enabled else cfg.sampling.neg
         self.mode, self.max_region = cfg.model.mode, cfg.model.max_region
         self.metrics_state = {}  # epoch counters restored from a checkpoint (rank 0)
         self.start_step = 0
         self.step = 0
+        self.last_checkpoint = None  # folder of the last checkpoint written (hooks.Checkpointer)
         self.hooks: list = []
 
     def info(self, msg: str) -> None:

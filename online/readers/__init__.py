@@ -18,7 +18,8 @@ registers a `Format` for each layout (registry.py); the functions here ask the r
 
 Rules every reader follows (so the pretraining sampler and the tracker need no special cases):
 - Boxes stay exactly as the file writes them (`x, y, w, h`, no 1-based shift); a VOT polygon becomes
-  its axis-aligned bounding rectangle; an ImageNet-VID corner box becomes `xmin, ymin, xmax-xmin,
+  its axis-aligned bounding rectangle (the VOT reader also keeps the corners in `seq.polygons`, for
+  the VOT protocol's overlap); an ImageNet-VID corner box becomes `xmin, ymin, xmax-xmin,
   ymax-ymin`.
 - A frame is marked absent when the benchmark says so, or its box is NaN, has zero or negative
   size, or lies wholly outside the image (size from decoding the first frame once).

@@ -98,12 +98,23 @@ def read_boxes(path: str | Path, polygons: bool = False) -> np.ndarray:
     With `polygons`, 8-value lines (VOT's rotated boxes `x1,y1,...,x4,y4`) become the axis-aligned
     bounding rectangle of the polygon. NaN values are kept (the caller marks them absent).
     """
-    path = Path(path)
+    return _parse_boxes(Path(path), polygons)[0]
+
+
+def read_regions(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A VOT ground-truth file as (boxes (N, 4), polygons (N, 8)): `read_boxes(polygons=True)`
+    plus the corners of every line, the polygon as written or, for a 4-value line, its
+    rectangle's corners; a line with a NaN is NaN in both."""
+    return _parse_boxes(Path(path), True)
+
+
+def _parse_boxes(path: Path, polygons: bool) -> tuple[np.ndarray, np.ndarray | None]:
     lines = read_lines(path)
     if not lines:
         raise DataError(f"{path}: no ground-truth lines")
     want = "4 numbers x,y,w,h" + (" or 8 polygon corners x1,y1,...,x4,y4" if polygons else "")
     boxes = np.empty((len(lines), 4), np.float64)
+    corners = np.empty((len(lines), 8), np.float64) if polygons else None
     for i, line in enumerate(lines):
         where = f"{path}: line {i + 1}"
         s = line.strip()
@@ -117,6 +128,9 @@ def read_boxes(path: str | Path, polygons: bool = False) -> np.ndarray:
             raise DataError(f"{where}: malformed ground-truth line {line!r}: expected {want}") from None
         if len(vals) == 4:
             boxes[i] = vals
+            if polygons:
+                x, y, w, h = vals
+                corners[i] = (x, y, x + w, y, x + w, y + h, x, y + h)
         elif polygons and len(vals) == 8:
             xs, ys = vals[0::2], vals[1::2]
             # Plain bounding rectangle of the corners; NaN anywhere leaves the whole box NaN.
@@ -124,10 +138,13 @@ def read_boxes(path: str | Path, polygons: bool = False) -> np.ndarray:
                 boxes[i] = np.nan
             else:
                 boxes[i] = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+            corners[i] = vals
         else:
             raise DataError(f"{where}: malformed ground-truth line {line!r}: "
                             f"expected {want}, got {len(vals)} values")
-    return boxes
+    if polygons:
+        corners[~np.isfinite(boxes).all(axis=1)] = np.nan
+    return boxes, corners
 
 
 def read_ints(path: Path) -> np.ndarray:
@@ -200,8 +217,9 @@ def image_size(frames: FrameSource) -> tuple[int, int]:
 
 def annotated(name: str, fmt: str, seq_dir: Path, frame_dir: Path, frame_paths: list[Path],
               boxes: np.ndarray, gt_path: Path, problems: list[str],
-              flags: np.ndarray | None = None) -> Sequence:
-    """Match ground truth to frames, mark unusable boxes, build the Sequence."""
+              flags: np.ndarray | None = None, polygons: np.ndarray | None = None) -> Sequence:
+    """Match ground truth to frames, mark unusable boxes, build the Sequence (`polygons`: the
+    VOT reader's ground-truth corners, one row per box)."""
     n_frames, n_lines = len(frame_paths), len(boxes)
     if n_lines > n_frames:
         raise DataError(f"{gt_path}: {n_lines} ground-truth lines but only {n_frames} frames in {frame_dir}")
@@ -214,10 +232,11 @@ def annotated(name: str, fmt: str, seq_dir: Path, frame_dir: Path, frame_paths: 
                         f"using the annotated first {n_lines} frames")
     frames = ImageFiles(frame_paths[:n_lines])
     absent = np.zeros(n_lines, bool) if flags is None else flags.astype(bool)
-    absent = mark_invalid(boxes, absent, image_size(frames), gt_path.name, problems)
+    size = image_size(frames)
+    absent = mark_invalid(boxes, absent, size, gt_path.name, problems)
     return Sequence(name=name, frames=frames, boxes=boxes, absent=absent, format=fmt,
                     path=str(seq_dir), problems=problems, frames_on_disk=n_frames,
-                    groundtruth_file=str(gt_path))
+                    groundtruth_file=str(gt_path), polygons=polygons, image_size=size)
 
 
 def init_only(name, fmt, path, frames: FrameSource, init_box, problems) -> Sequence:

@@ -3,7 +3,9 @@ the sequence folder itself (VOT2015 layout).
 
 VOT is the plain `groundtruth.txt` layout: LaSOT and GOT-10k ship the same file plus their own
 flag files, so they are registered before VOT and a folder that is neither of them is VOT.
-A polygon becomes its axis-aligned bounding rectangle.
+A polygon becomes its axis-aligned bounding rectangle (`boxes`, what the tracker starts from and
+OPE scores); the corners are kept in `Sequence.polygons` (a 4-value line as its rectangle's), which
+the VOT protocol scores, as the VOT toolkit does.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from online.sequence import DataError, Sequence
 
-from .common import annotated, frames_in, other_files, read_boxes, require_dir, seq_name
+from .common import annotated, frames_in, other_files, read_regions, require_dir, seq_name
 from .registry import Format, register
 
 
@@ -26,8 +28,9 @@ def read_vot(path: str | Path) -> Sequence:
     if others:
         problems.append(f"also has {', '.join(others)} (another annotation of the same frames; not read)")
     frame_dir, frames = frames_in(seq_dir, ("color", "img", ""))
-    return annotated(seq_name(seq_dir), "vot", seq_dir, frame_dir, frames,
-                     read_boxes(gt, polygons=True), gt, problems)
+    boxes, polygons = read_regions(gt)
+    return annotated(seq_name(seq_dir), "vot", seq_dir, frame_dir, frames, boxes, gt, problems,
+                     polygons=polygons)
 
 
 def _detect(p: Path) -> bool:

@@ -2,7 +2,6 @@
 a warned fallback), never silent bad data or a traceback. Real files, written broken into tmp_path."""
 from __future__ import annotations
 
-import shutil
 import zlib
 from pathlib import Path
 
@@ -19,20 +18,10 @@ from online.tracker_config import TrackerConfig
 from online.weights import WeightFileError, load_weights, save_weights
 from online.network import NetSpec, Trunk, init_trunk
 from online.weights import params_from_trunk
+from tests.helpers import write_real_otb_sequence
 
-# A real frame: OpenCV's imread decodes this JPEG cut in half as a grey lower half, no error.
-REAL_FRAME = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "OTB" / "Crossing" / "img" / "0001.jpg"
-BOX = "120,60,40,80"
-
-
-def _otb_sequence(root: Path, frames: int = 4, gt_lines: int | None = None) -> Path:
-    """An OTB-layout sequence of copies of a real frame."""
-    seq = root / "Seq"
-    (seq / "img").mkdir(parents=True)
-    for i in range(frames):
-        shutil.copy(REAL_FRAME, seq / "img" / f"{i + 1:04d}.jpg")
-    (seq / "groundtruth_rect.txt").write_text("\n".join([BOX] * (gt_lines or frames)) + "\n")
-    return seq
+# Sequences of copies of a real frame (tests/helpers.py REAL_FRAME): OpenCV's imread decodes that
+# JPEG cut in half as a grey lower half, no error.
 
 
 def _truncate(path: Path) -> None:
@@ -43,7 +32,7 @@ def _truncate(path: Path) -> None:
 # ------------------------------------------------------------------------------- A1 corrupt frames
 
 def test_truncated_jpeg_is_an_error_naming_the_file(tmp_path):
-    seq_dir = _otb_sequence(tmp_path)
+    seq_dir = write_real_otb_sequence(tmp_path)
     bad = seq_dir / "img" / "0003.jpg"
     _truncate(bad)
     assert cv2.imread(str(bad)) is not None  # what made it silent: OpenCV decodes it grey
@@ -56,7 +45,7 @@ def test_truncated_jpeg_is_an_error_naming_the_file(tmp_path):
 
 
 def test_zero_padding_after_the_end_marker_is_accepted(tmp_path):
-    seq_dir = _otb_sequence(tmp_path, frames=2)
+    seq_dir = write_real_otb_sequence(tmp_path, frames=2)
     frame = seq_dir / "img" / "0002.jpg"
     frame.write_bytes(frame.read_bytes() + b"\x00" * 100)
     seq = read_sequence(seq_dir)
@@ -90,7 +79,7 @@ def test_png_without_iend_or_with_a_bad_crc(tmp_path):
 
 def test_truncated_frame_in_a_pack_is_named(tmp_path):
     from tools.data.pack import write_pack
-    seq_dir = _otb_sequence(tmp_path / "data")
+    seq_dir = write_real_otb_sequence(tmp_path / "data")
     _truncate(seq_dir / "img" / "0004.jpg")
     pack = tmp_path / "pool.h5"
     write_pack(pack, [str(tmp_path / "data")], log=lambda line: None)
@@ -103,8 +92,8 @@ def test_truncated_frame_in_a_pack_is_named(tmp_path):
 
 
 def test_unannotated_folder_is_reported_by_discovery(tmp_path):
-    _otb_sequence(tmp_path / "root")
-    lost = _otb_sequence(tmp_path / "root" / "more")
+    write_real_otb_sequence(tmp_path / "root")
+    lost = write_real_otb_sequence(tmp_path / "root" / "more")
     (lost / "groundtruth_rect.txt").unlink()
     missing: list = []
     refs = find_sequences(tmp_path / "root", unannotated=missing)
@@ -167,7 +156,7 @@ def _track(tmp_path, *extra):
 
 
 def test_track_out_dir_that_is_a_file(tmp_path, capsys):
-    seq = _otb_sequence(tmp_path, frames=2)
+    seq = write_real_otb_sequence(tmp_path, frames=2)
     out = tmp_path / "results"
     out.write_text("not a folder")
     assert _track(tmp_path, seq, "--out-dir", out) == 2
@@ -176,7 +165,7 @@ def test_track_out_dir_that_is_a_file(tmp_path, capsys):
 
 
 def test_track_save_video_bad_extension_rejected_before_tracking(tmp_path, capsys):
-    seq = _otb_sequence(tmp_path, frames=2)
+    seq = write_real_otb_sequence(tmp_path, frames=2)
     video = tmp_path / "out.xyz"
     assert _track(tmp_path, seq, "--out-dir", tmp_path / "r", "--save-video", video) == 2
     err = capsys.readouterr().err
@@ -185,7 +174,7 @@ def test_track_save_video_bad_extension_rejected_before_tracking(tmp_path, capsy
 
 
 def test_track_short_ground_truth_with_larger_frames_warns_once(tmp_path, capsys):
-    seq = _otb_sequence(tmp_path, frames=4, gt_lines=2)
+    seq = write_real_otb_sequence(tmp_path, frames=4, gt_lines=2)
     assert _track(tmp_path, seq, "--out-dir", tmp_path / "r", "--frames", 4) == 0
     err = capsys.readouterr().err
     gt = seq / "groundtruth_rect.txt"
@@ -195,7 +184,7 @@ def test_track_short_ground_truth_with_larger_frames_warns_once(tmp_path, capsys
 
 
 def test_track_yaml_error_in_set_is_a_config_error(tmp_path, capsys):
-    seq = _otb_sequence(tmp_path, frames=2)
+    seq = write_real_otb_sequence(tmp_path, frames=2)
     assert _track(tmp_path, seq, "--out-dir", tmp_path / "r", "--set", "lr_init={") == 2
     err = capsys.readouterr().err
     assert "config error: --set 'lr_init={': the value is not valid YAML" in err

@@ -19,7 +19,8 @@ import pytest
 import online.readers
 from online.readers import SequenceRef, detect_format, find_sequences, load, read_sequence, registry
 from online.sequence import DataError
-from tests.online.test_readers import VID_OBJ, VID_XML, make_got10k, otb_seq, write_frames, write_video
+from tests.helpers import write_frames, write_otb_sequence
+from tests.online.test_readers import VID_OBJ, VID_XML, make_got10k, write_video
 
 NAN = math.nan
 
@@ -48,22 +49,22 @@ def shades(n, start=0):
 
 
 def ex_otb(tmp: Path) -> Example:
-    d = otb_seq(tmp / "OTB100", ["1,2,10,10", "3,4,10,12", "0,0,0,0"], 3, name="Basketball")
+    d = write_otb_sequence(tmp / "OTB100", "Basketball", ["1,2,10,10", "3,4,10,12", "0,0,0,0"], 3)
     return Example(d, tmp / "OTB100", [Expected(
         "Basketball", [[1, 2, 10, 10], [3, 4, 10, 12], [0, 0, 0, 0]], [False, False, True],
         ["0001.jpg", "0002.jpg", "0003.jpg"], shades(3))])
 
 
 def ex_dtb70(tmp: Path) -> Example:
-    d = otb_seq(tmp / "DTB70", ["1.5,2.25,10,10", "2.5,3,10.5,11", "3,4,9,9"], 3, name="Car1")
+    d = write_otb_sequence(tmp / "DTB70", "Car1", ["1.5,2.25,10,10", "2.5,3,10.5,11", "3,4,9,9"], 3)
     return Example(d, tmp / "DTB70", [Expected(
         "Car1", [[1.5, 2.25, 10, 10], [2.5, 3, 10.5, 11], [3, 4, 9, 9]], [False, False, False],
         ["0001.jpg", "0002.jpg", "0003.jpg"], shades(3))])
 
 
 def ex_uav123(tmp: Path) -> Example:
-    d = otb_seq(tmp / "UAV123_10fps" / "data_seq", ["1,2,10,10", "NaN,NaN,NaN,NaN", "3,4,5,6"], 3,
-                name="bike1")
+    d = write_otb_sequence(tmp / "UAV123_10fps" / "data_seq", "bike1",
+                           ["1,2,10,10", "NaN,NaN,NaN,NaN", "3,4,5,6"], 3)
     return Example(d, tmp / "UAV123_10fps", [Expected(
         "bike1", [[1, 2, 10, 10], [NAN] * 4, [3, 4, 5, 6]], [False, True, False],
         ["0001.jpg", "0002.jpg", "0003.jpg"], shades(3))])

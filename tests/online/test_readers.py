@@ -14,6 +14,7 @@ from online.readers import (VideoFrames, check_frames, detect_format, discover, 
                             read_imagenet_vid, read_lasot, read_otb, read_sequence, read_uav123,
                             read_video, read_vot)
 from online.sequence import DataError
+from tests.helpers import write_frames, write_otb_sequence
 
 # folder: (format, frames on disk, ground-truth lines, ground-truth file, (width, height))
 REAL = {
@@ -129,22 +130,7 @@ def test_grayscale_frames_become_three_equal_channels(shared_data):
 # ----------------------------------------------------------------------------------------------
 # Crafted data
 
-def write_frames(folder: Path, n: int, size=(40, 30), names=None, start=1, digits=4):
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k in range(n):
-        img = np.full((size[1], size[0], 3), (k * 17) % 256, np.uint8)
-        name = names[k] if names else f"{start + k:0{digits}d}.jpg"
-        cv2.imwrite(str(folder / name), img)
-        paths.append(folder / name)
-    return paths
-
-
-def otb_seq(root: Path, lines: list[str], n_frames: int, name="seq", gt="groundtruth_rect.txt") -> Path:
-    d = root / name
-    write_frames(d / "img", n_frames)
-    (d / gt).write_text("".join(l + "\n" for l in lines))
-    return d
+# write_frames / write_otb_sequence: tests/helpers.py (frame k filled with (k * 17) % 256, 40x30).
 
 
 def test_missing_folder(tmp_path):
@@ -165,7 +151,7 @@ def test_no_frames(tmp_path):
 
 
 def test_no_groundtruth_lines(tmp_path):
-    d = otb_seq(tmp_path, [], 3)
+    d = write_otb_sequence(tmp_path, "seq", [], 3)
     with pytest.raises(DataError, match="no ground-truth lines"):
         read_otb(d)
 
@@ -173,7 +159,7 @@ def test_no_groundtruth_lines(tmp_path):
 @pytest.mark.parametrize("bad, why", [("1,2,x,4", "malformed"), ("1,2,3", "got 3 values"),
                                       ("1,,2,3,4", "malformed"), ("", "empty line")])
 def test_malformed_line_names_file_and_line(tmp_path, bad, why):
-    d = otb_seq(tmp_path, ["1,2,3,4", "1,2,3,4", bad, "1,2,3,4"], 4)
+    d = write_otb_sequence(tmp_path, "seq", ["1,2,3,4", "1,2,3,4", bad, "1,2,3,4"], 4)
     with pytest.raises(DataError) as e:
         read_otb(d)
     msg = str(e.value)
@@ -183,13 +169,14 @@ def test_malformed_line_names_file_and_line(tmp_path, bad, why):
 
 
 def test_more_lines_than_frames(tmp_path):
-    d = otb_seq(tmp_path, ["1,2,3,4"] * 5, 3)
+    d = write_otb_sequence(tmp_path, "seq", ["1,2,3,4"] * 5, 3)
     with pytest.raises(DataError, match=r"5 ground-truth lines but only 3 frames"):
         read_otb(d)
 
 
 def test_separators_and_trailing_blank_lines(tmp_path):
-    d = otb_seq(tmp_path, ["1,2,3,4", "5\t6\t7\t8", "9 10  11 12", " 1.5 , 2.5,3.5 ,4.5", "", ""], 4)
+    d = write_otb_sequence(tmp_path, "seq",
+                           ["1,2,3,4", "5\t6\t7\t8", "9 10  11 12", " 1.5 , 2.5,3.5 ,4.5", "", ""], 4)
     seq = read_otb(d)
     assert seq.boxes.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [1.5, 2.5, 3.5, 4.5]]
 
@@ -198,7 +185,7 @@ def test_invalid_boxes_marked_absent(tmp_path):
     # frames are 40x30
     lines = ["1,2,10,10", "NaN,NaN,NaN,NaN", "5,5,0,10", "5,5,10,-3", "40,5,10,10", "-20,5,10,10",
              "35,25,10,10", "-5,-5,10,10"]
-    seq = read_uav123(otb_seq(tmp_path, lines, len(lines)))
+    seq = read_uav123(write_otb_sequence(tmp_path, "seq", lines, len(lines)))
     assert seq.absent.tolist() == [False, True, True, True, True, True, False, False]
     assert seq.annotated == 3
     assert np.isnan(seq.boxes[1]).all()
@@ -207,7 +194,7 @@ def test_invalid_boxes_marked_absent(tmp_path):
 
 
 def test_corrupt_frame_named_on_access(tmp_path):
-    d = otb_seq(tmp_path, ["1,2,10,10"] * 5, 5)
+    d = write_otb_sequence(tmp_path, "seq", ["1,2,10,10"] * 5, 5)
     (d / "img" / "0003.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
     (d / "img" / "0005.jpg").write_bytes(b"")
     seq = read_otb(d)  # loading decodes only the first frame
@@ -219,7 +206,7 @@ def test_corrupt_frame_named_on_access(tmp_path):
 
 
 def test_corrupt_first_frame_fails_at_load(tmp_path):
-    d = otb_seq(tmp_path, ["1,2,10,10"] * 2, 2)
+    d = write_otb_sequence(tmp_path, "seq", ["1,2,10,10"] * 2, 2)
     (d / "img" / "0001.jpg").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"0001\.jpg"):
         read_otb(d)
@@ -260,11 +247,16 @@ def test_vot_boxes_and_frame_locations(tmp_path):
     (a / "groundtruth.txt").write_text("1,2,11,2,11,7,1,7\n3,4,5,6\n")
     seq = read_vot(a)
     assert seq.boxes.tolist() == [[1, 2, 10, 5], [3, 4, 5, 6]]
+    # The corners are kept for the VOT protocol's overlap: as written, or the rectangle's.
+    assert seq.polygons.tolist() == [[1, 2, 11, 2, 11, 7, 1, 7], [3, 4, 8, 4, 8, 10, 3, 10]]
+    assert seq.image_size == (40, 30) and seq.head(1).polygons.tolist() == [[1, 2, 11, 2, 11, 7, 1, 7]]
+    assert read_sequence(write_otb_sequence(tmp_path, "seq", ["1,2,3,4"] * 2, 2)).polygons is None
     b = tmp_path / "b"
     write_frames(b, 2, digits=8)  # frames in the sequence folder itself (VOT2015 layout)
     (b / "groundtruth.txt").write_text("nan,nan,nan,nan,nan,nan,nan,nan\n1,1,3,3\n")
     seq = read_sequence(b)
     assert seq.format == "vot" and seq.absent.tolist() == [True, False]
+    assert np.isnan(seq.polygons[0]).all() and seq.polygons[1].tolist() == [1, 1, 4, 1, 4, 4, 1, 4]
     (b / "groundtruth.txt").write_text("m1,2,3\n")
     with pytest.raises(DataError, match="line 1: segmentation-mask"):
         read_vot(b)
@@ -415,7 +407,7 @@ def test_video(tmp_path):
 
 
 def test_read_sequence_dispatch(tmp_path):
-    d = otb_seq(tmp_path / "DTB70", ["1,2,3,4"] * 2, 2, name="Car1")
+    d = write_otb_sequence(tmp_path / "DTB70", "Car1", ["1,2,3,4"] * 2, 2)
     seq = read_sequence(d / "groundtruth_rect.txt")  # the ground-truth file means its folder
     assert seq.format == "dtb70" and seq.name == "Car1"
     (tmp_path / "notes.txt").write_text("hi")

@@ -139,6 +139,57 @@ def test_burn_in_mask_and_pooled_scores_by_hand():
     assert np.isnan(vot_scores(status[:3], boxes[:3], [G] * 3)["accuracy"])
 
 
+# A rotated ground truth (a 20x20 square turned 45 degrees) whose bounding box is G: the VOT
+# protocol scores the polygon (clipped to the 40x40 frames), as the VOT toolkit does.
+DIAMOND = [20.0, 10.0, 30.0, 20.0, 20.0, 30.0, 10.0, 20.0]
+CORNER = [10.0, 10.0, 4.0, 4.0]  # inside G's bounding box (IoU > 0), outside the polygon
+
+
+def polygon_sequence(n=30, polygon=DIAMOND):
+    seq = scripted_sequence(n)
+    return Sequence(name="rotated", frames=seq.frames, boxes=seq.boxes, absent=seq.absent,
+                    polygons=np.array([polygon] * n), image_size=(40, 40))
+
+
+def test_polygon_ground_truth_decides_failures_and_accuracy():
+    seq = polygon_sequence(30)
+    # Frame 3: the corner of the bounding box, no overlap with the rotated target: a failure (by
+    # axis-aligned IoU it was 16/400 > 0, no failure). Every other frame: G, the polygon's bounding
+    # box: overlap 200 / 400.
+    plan = {3: CORNER}
+    run = track_sequence(ScriptedTracker(plan), seq, protocol="vot")
+    assert run.status[3] == VOT_FAILURE and run.status[8] == VOT_INIT and run.image_size == (40, 40)
+    s = run.summary(seq)
+    assert s["failures"] == 1 and s["frames_scored"] == 12  # 18..29 (burn-in 8..17 after the re-init)
+    assert s["accuracy"] == pytest.approx(0.5)
+    # The same boxes scored axis-aligned (no polygons): no failure at 3, accuracy 1.
+    plain = track_sequence(ScriptedTracker(plan), scripted_sequence(30), protocol="vot")
+    assert (plain.status != VOT_FAILURE).all() and plain.summary(scripted_sequence(30))["accuracy"] == 1.0
+
+
+def test_polygon_overlap_is_clipped_to_the_image():
+    # Ground truth half outside the 40x40 frames (x from -10); a prediction over its outside half
+    # only overlaps it by axis-aligned IoU, but not inside the image: a failure.
+    gt_poly = [-10.0, 10.0, 10.0, 10.0, 10.0, 30.0, -10.0, 30.0]
+    n = 12
+    seq = Sequence(name="edge", frames=IndexFrames(n), boxes=np.array([[-10.0, 10.0, 20.0, 20.0]] * n),
+                   absent=np.zeros(n, bool), polygons=np.array([gt_poly] * n), image_size=(40, 40))
+    inside = [0.0, 10.0, 10.0, 20.0]  # the ground truth's part inside the image: overlap 1
+    outside = [-10.0, 10.0, 9.0, 20.0]  # IoU 0.45 with the box, nothing inside the image
+    run = track_sequence(ScriptedTracker({k: inside for k in range(n)} | {11: outside}), seq, protocol="vot")
+    assert run.status[11] == VOT_FAILURE and (run.status[1:11] == VOT_TRACKED).all()
+    s = vot_scores(run.status, run.boxes[:, 0], seq.boxes, polygons=seq.polygons, image_size=(40, 40), burn_in=3)
+    assert s["accuracy"] == pytest.approx(1.0) and s["frames_scored"] == 8
+    assert vot_scores(run.status, run.boxes[:, 0], seq.boxes, burn_in=3)["accuracy"] == pytest.approx(0.5)
+
+
+def test_ope_scores_boxes_even_with_polygons():
+    seq = polygon_sequence(6)
+    run = track_sequence(ScriptedTracker({3: CORNER}), seq)
+    assert run.summary(seq) == pytest.approx(run.summary(scripted_sequence(6)))
+    assert run.summary(seq)["mean_iou"] < 1.0  # CORNER at frame 3, by axis-aligned IoU
+
+
 def test_real_vot_run_and_mdnet_eval(shared_data, tmp_path, capsys):
     from tests.online.test_tracker import FAST, TINY_WIDTHS
 
@@ -175,8 +226,8 @@ def test_real_vot_run_and_mdnet_eval(shared_data, tmp_path, capsys):
     row = t["sequences"]["bag"]
     assert row["failures"] == s["sequences"][0]["failures"]
     # A random trunk fails early and often: the accuracy may have no frame left after the burn-in
-    # (NaN in mdnet-track's summary, null in mdnet-eval's JSON).
+    # (null in both JSON files: --summary-json is strict JSON too).
     mine = s["sequences"][0]["accuracy"]
-    assert (row["accuracy"] is None and np.isnan(mine)) or row["accuracy"] == pytest.approx(mine, abs=1e-6)
+    assert (row["accuracy"] is None and mine is None) or row["accuracy"] == pytest.approx(mine, abs=1e-6)
     assert row["fps"] == pytest.approx(s["sequences"][0]["fps"], rel=1e-3)
     assert "lines for" in " ".join(report["warnings"])  # 15 of 196 frames: scored on those

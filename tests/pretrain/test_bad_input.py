@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,22 +21,11 @@ from pretrain.cli import _RunLogHandler, build_parser, main
 from pretrain.config import DataConfig
 from pretrain.domains import Domain, check_domain, find_domains
 from pretrain.hooks import _jsonl
-
-REAL_FRAME = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "OTB" / "Crossing" / "img" / "0001.jpg"
+from tests.helpers import write_real_otb_sequence
 
 
 def _main(*argv):
     return main(build_parser().parse_args([str(a) for a in argv]))
-
-
-def _otb(root: Path, name: str, frames: int = 4, gt: bool = True) -> Path:
-    seq = root / name
-    (seq / "img").mkdir(parents=True)
-    for i in range(frames):
-        shutil.copy(REAL_FRAME, seq / "img" / f"{i + 1:04d}.jpg")
-    if gt:
-        (seq / "groundtruth_rect.txt").write_text("120,60,40,80\n" * frames)
-    return seq
 
 
 # ------------------------------------------------------------------------------- config
@@ -130,7 +118,7 @@ def test_metrics_and_log_write_failures_name_the_file(tmp_path):
 # ------------------------------------------------------------------------------- checkpoints
 
 def _checkpoint(run: Path, step: int) -> Path:
-    d = run / ckpt.CKPT_DIR / ckpt.ckpt_name(step)
+    d = run / ckpt.CKPT_DIR / ckpt.ckpt_name(step, 1, 2)
     d.mkdir(parents=True)
     params = {"conv1_weight": np.full((4, 3), step, np.float32)}
     ckpt.write_shared(d, params, params, step)
@@ -209,8 +197,8 @@ def test_resume_with_every_checkpoint_damaged(tmp_path, capsys, tiny_config):
 # ------------------------------------------------------------------------------- domains (C)
 
 def test_truncated_frame_stops_pretraining_before_step_0(tmp_path):
-    _otb(tmp_path / "root", "a")
-    b = _otb(tmp_path / "root", "b")
+    write_real_otb_sequence(tmp_path / "root", "a")
+    b = write_real_otb_sequence(tmp_path / "root", "b")
     frame = b / "img" / "0003.jpg"
     frame.write_bytes(frame.read_bytes()[:5000])
     with pytest.raises(DataError, match=rf"data: sequence 'b' frame 2: {frame}: corrupt image: truncated JPEG"):
@@ -219,9 +207,9 @@ def test_truncated_frame_stops_pretraining_before_step_0(tmp_path):
 
 
 def test_sequences_without_ground_truth_are_warned_about(tmp_path):
-    _otb(tmp_path / "root", "a")
-    lost = _otb(tmp_path / "root", "lost", gt=False)
-    first_only = _otb(tmp_path / "root", "first_only")
+    write_real_otb_sequence(tmp_path / "root", "a")
+    lost = write_real_otb_sequence(tmp_path / "root", "lost", gt=False)
+    first_only = write_real_otb_sequence(tmp_path / "root", "first_only")
     (first_only / "groundtruth_rect.txt").write_text("120,60,40,80\n")  # GOT-10k test style
     logged: list = []
     domains = find_domains(DataConfig(roots=(str(tmp_path / "root"),)), log=logged.append)
@@ -233,7 +221,7 @@ def test_sequences_without_ground_truth_are_warned_about(tmp_path):
 
 
 def test_usable_box_that_is_not_a_box_names_sequence_and_frame(tmp_path):
-    seq = read_sequence(_otb(tmp_path, "s"))
+    seq = read_sequence(write_real_otb_sequence(tmp_path, "s"))
     seq.boxes[2] = [10, 10, np.nan, 5]  # as a hand-edited pack could hold it, not marked absent
     with pytest.raises(DataError, match=r"data: sequence 's' .* frame 2: box \[10.0, 10.0, nan, 5.0\]"):
         check_domain(Domain(index=0, name="s", sequence=seq, split=3))

@@ -50,7 +50,7 @@ def test_shared_weights_bit_identical_across_ranks(request, mode):
     for k in shared:
         assert np.array_equal(r0[k], r1[k]), k
     # Training moved them (not identical merely because nothing happened).
-    start = ckpt.read_shared(straight / "checkpoints" / ckpt.ckpt_name(2))[0]
+    start = ckpt.read_shared(straight / "checkpoints" / ckpt.ckpt_name(2, 2, 3))[0]
     assert not np.array_equal(start["fc4_weight"], r0["shared:fc4_weight"])
 
 
@@ -86,8 +86,8 @@ def test_resume_after_stop_is_bit_identical(request, mode, tmp_path, synth_root,
     cfg = tiny_config(tmp_path / "cfg.yaml", [synth_root], model={"mode": mode})
     run = tmp_path / "run"
     run_pretrain(2, "--config", cfg, "--out", run, "--set", "train.stop_at_step=3")  # stops mid-cycle 1
-    assert ckpt.find_latest(run).name == ckpt.ckpt_name(3)
-    assert not (run / "checkpoints" / ckpt.ckpt_name(6)).exists()
+    assert ckpt.find_latest(run).name == ckpt.ckpt_name(3, 2, 3)
+    assert not (run / "checkpoints" / ckpt.ckpt_name(6, 2, 3)).exists()
     proc = run_pretrain(2, "--out", run, "--resume")
     assert "starting at step 3" in proc.stdout and f"model: {mode} mode" in proc.stdout
     for rank in (0, 1):
@@ -102,7 +102,7 @@ def test_resume_on_another_number_of_ranks(straight, tmp_path, run_pretrain):
     # single-process fallback, and branches re-sharded by domain name from both rank files.
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    shutil.copytree(straight / "checkpoints" / ckpt.ckpt_name(4), run / "checkpoints" / ckpt.ckpt_name(4))
+    shutil.copytree(straight / "checkpoints" / ckpt.ckpt_name(4, 2, 3), run / "checkpoints" / ckpt.ckpt_name(4, 2, 3))
     shutil.copy(straight / "config.yaml", run / "config.yaml")
     proc = run_pretrain(1, "--out", run, "--resume", "--set", "runtime.debug_dump=true")
     # Step 4 of 3-step cycles on 2 ranks = 1.33 cycles = step 8 of 6-step cycles on 1 rank.
@@ -115,6 +115,28 @@ def test_resume_on_another_number_of_ranks(straight, tmp_path, run_pretrain):
     dump = _dump(run, 0)
     assert len([k for k in dump if k.startswith("branch:")]) == 12
     assert all(np.all(np.isfinite(v)) for v in dump.values())
+
+
+def test_resume_on_fewer_ranks_never_rewrites_a_checkpoint(straight, tmp_path, run_pretrain):
+    # The 2-rank run checkpointed at steps 2, 4, 6 (3-step cycles). Its step 2 (0.67 cycles)
+    # resumed as one rank (6-step cycles) starts at step 4 and checkpoints at step 6: under
+    # step-number folder names that was the 2-rank step 6 (2 cycles), rewritten in place.
+    run = tmp_path / "run"
+    shutil.copytree(straight / "checkpoints", run / "checkpoints")
+    shutil.copy(straight / "config.yaml", run / "config.yaml")
+
+    def files():
+        return {p.name: {f.name: f.read_bytes() for f in sorted(p.iterdir())}
+                for p in sorted((run / "checkpoints").iterdir()) if p.is_dir()}
+    before = files()
+    assert sorted(before) == [ckpt.ckpt_name(s, 2, 3) for s in (2, 4, 6)]
+    proc = run_pretrain(1, "--out", run, "--resume", run / "checkpoints" / ckpt.ckpt_name(2, 2, 3),
+                        "--set", "train.stop_at_step=6")
+    assert "(step 2 of 2 rank(s)) -> starting at step 4 of 12 on 1 rank(s)" in proc.stdout
+    after = files()
+    assert {k: after[k] for k in before} == before  # byte for byte
+    assert sorted(set(after) - set(before)) == [ckpt.ckpt_name(6, 1, 6)]
+    assert ckpt.read_meta(run / "checkpoints" / ckpt.ckpt_name(6, 1, 6)).world_size == 1
 
 
 def test_fast_checkpoint_exports_a_tracker_weight_file(straight_fast, tmp_path):

@@ -91,13 +91,15 @@ def test_worker_lost_then_host_rejoins(tmp_path, synth_root, tiny_config):
     assert "shared lr x1 (lr_scaling=linear, 1 ranks)" in log and "shared lr x2 (lr_scaling=linear, 2 ranks)" in log
     back = [line for line in log.splitlines() if "of 1 rank(s)) -> starting at step" in line]
     assert len(back) == 1 and "of 24 on 2 rank(s)" in back[0], back
-    # ... and in the checkpoints: 2-rank ckpt-2, 1-rank ckpt-6/8 (later 1-rank step numbers are
-    # re-used by the 2-rank world, see README "Elastic pretraining"), 2-rank to the last step.
+    # ... and in the checkpoints: 2-rank step 2, 1-rank steps 6/8, 2-rank to the last step. Folders
+    # are named by progress and world size, so the 2-rank world never rewrote a 1-rank folder:
+    # every folder's name is the one its own meta.json gives.
     metas = {p.name: ckpt.read_meta(p) for p in (run / ckpt.CKPT_DIR).iterdir() if (p / ckpt.META).is_file()}
-    assert metas["ckpt-00000002"].world_size == 2
-    assert metas["ckpt-00000006"].world_size == 1 and metas["ckpt-00000008"].world_size == 1
+    assert all(name == ckpt.ckpt_name(m.step, m.world_size, m.steps_per_cycle) for name, m in metas.items()), metas
+    assert ckpt.ckpt_name(2, 2, 3) in metas
+    assert ckpt.ckpt_name(6, 1, 6) in metas and ckpt.ckpt_name(8, 1, 6) in metas
     latest = ckpt.find_latest(run)
-    assert latest.name == "ckpt-00000024" and ckpt.read_meta(latest).world_size == 2
+    assert latest.name == ckpt.ckpt_name(24, 2, 3) and ckpt.read_meta(latest).world_size == 2
     # Both ranks of the final world ended with the same shared weights; exported weights are finite.
     d0, d1 = np.load(run / "debug" / "rank0.npz"), np.load(run / "debug" / "rank1.npz")
     for k in d0.files:
@@ -113,13 +115,15 @@ def test_worker_lost_then_host_rejoins(tmp_path, synth_root, tiny_config):
     # from a copy of ckpt-2 to step 8 and compare the checkpoint, bit for bit.
     plain = tmp_path / "plain"
     (plain / ckpt.CKPT_DIR).mkdir(parents=True)
-    shutil.copytree(run / ckpt.CKPT_DIR / "ckpt-00000002", plain / ckpt.CKPT_DIR / "ckpt-00000002")
+    first = ckpt.ckpt_name(2, 2, 3)
+    shutil.copytree(run / ckpt.CKPT_DIR / first, plain / ckpt.CKPT_DIR / first)
     shutil.copy(run / "config.yaml", plain / "config.yaml")
     proc = subprocess.run([sys.executable, "-m", "pretrain.cli", "--out", str(plain), "--resume",
                            "--set", "train.stop_at_step=8"], cwd=REPO, env=run_env(), capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    a, b = _arrays(run / ckpt.CKPT_DIR / "ckpt-00000008"), _arrays(plain / ckpt.CKPT_DIR / "ckpt-00000008")
+    one_rank = ckpt.ckpt_name(8, 1, 6)
+    a, b = _arrays(run / ckpt.CKPT_DIR / one_rank), _arrays(plain / ckpt.CKPT_DIR / one_rank)
     assert sorted(a) == sorted(b)
     for k in a:
         assert np.array_equal(a[k], b[k]), k

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from pretrain import checkpoint as ckpt
 from pretrain.trainer import resume_command
 from tests.pretrain.conftest import BIN, REPO, run_env
 
@@ -35,7 +36,7 @@ def test_killed_rank_gives_one_line_with_resume_command_and_resume_finishes(tmp_
     assert len(lines) == 1, out[-3000:]
     stopped, reporter, step, latest, latest_step, command = lines[0]
     assert (stopped, reporter) == ("1", "0")
-    assert int(step) >= 2 and latest.endswith("ckpt-00000002") and latest_step == "2"
+    assert int(step) >= 2 and latest.endswith(ckpt.ckpt_name(2, 2, 3)) and latest_step == "2"
     assert "MDNET_DEBUG_KILL: rank 1 kills itself before step 3" in out
     assert "Process 0 exit with status code 75" in out  # the survivor's own, documented status
     assert "Horovod has been shut down" not in out  # the old traceback
@@ -46,7 +47,7 @@ def test_killed_rank_gives_one_line_with_resume_command_and_resume_finishes(tmp_
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "resume: " in log and "(step 2 of 2 rank(s)) -> starting at step 2 of 6" in log
-    assert (tmp_path / "run" / "checkpoints" / "ckpt-00000006" / "meta.json").is_file()
+    assert (tmp_path / "run" / "checkpoints" / ckpt.ckpt_name(6, 2, 3) / "meta.json").is_file()
 
 
 def test_killed_rank_0_is_reported_by_the_survivor(tmp_path, synth_root, tiny_config):

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from online.weights import load_weights
 from pretrain import checkpoint as ckpt
+from tests.helpers import write_real_otb_sequence
 from tests.tools.test_export import _checkpoint as write_checkpoint, _export
 from tools.data.cli import build_parser as data_parser, main as data_main
-
-REAL_FRAME = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "OTB" / "Crossing" / "img" / "0001.jpg"
-
 
 def _checkpoint(run: Path, step: int) -> Path:
     return write_checkpoint(run, step)[0]
@@ -96,10 +93,7 @@ def test_export_out_that_is_a_folder(tmp_path, capsys):
 
 def test_index_reports_a_truncated_frame_for_its_sequence(tmp_path):
     for name in ("good", "broken"):
-        (tmp_path / name / "img").mkdir(parents=True)
-        for i in range(3):
-            shutil.copy(REAL_FRAME, tmp_path / name / "img" / f"{i + 1:04d}.jpg")
-        (tmp_path / name / "groundtruth_rect.txt").write_text("120,60,40,80\n" * 3)
+        write_real_otb_sequence(tmp_path, name, frames=3)
     bad = tmp_path / "broken" / "img" / "0002.jpg"  # a middle frame: decoding first and last misses it
     bad.write_bytes(bad.read_bytes()[:4000])
     out = io.StringIO()

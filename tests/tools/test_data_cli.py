@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_otb_sequence
 from tools.data.cli import build_parser, main, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,13 +61,8 @@ def test_index_missing_root(tmp_path, capsys):
 
 
 def test_index_reports_bad_sequences_and_goes_on(tmp_path, capsys):
-    import cv2
-    import numpy as np
     for name in ("good", "corrupt", "malformed"):
-        (tmp_path / name / "img").mkdir(parents=True)
-        for k in range(3):
-            cv2.imwrite(str(tmp_path / name / "img" / f"{k + 1:04d}.jpg"), np.zeros((20, 20, 3), np.uint8))
-        (tmp_path / name / "groundtruth_rect.txt").write_text("1,1,5,5\n" * 3)
+        write_otb_sequence(tmp_path, name, ["1,1,5,5"] * 3, size=(20, 20), value=0)
     (tmp_path / "corrupt" / "img" / "0003.jpg").write_bytes(b"junk")
     (tmp_path / "malformed" / "groundtruth_rect.txt").write_text("1,1,5,5\n1,1,5\n")
     rc, text = call("index", str(tmp_path), "--json")

@@ -12,6 +12,7 @@ import pytest
 from online.metrics import summarize
 from online.readers import discover, read_sequence
 from online.sequence import ImageFiles, Sequence
+from tests import helpers
 from tools.eval import plots as eval_plots
 from tools.eval.cli import main, parse_args, run
 from tools.eval.scoring import (NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS, EvalError,
@@ -41,16 +42,8 @@ TINY_NORM_AUC = (50 * 0.2 + 0.6) / 51
 
 def write_otb_sequence(root: Path, name: str, boxes, size=(64, 48), gt_file="groundtruth_rect.txt",
                        frames=None, sep=",") -> Path:
-    """An OTB-layout folder: img/0001.jpg ... (real small JPEGs) and the ground-truth file."""
-    d = root / name
-    (d / "img").mkdir(parents=True, exist_ok=True)
-    n = len(boxes) if frames is None else frames
-    img = np.full((size[1], size[0], 3), 90, np.uint8)
-    for i in range(n):
-        assert cv2.imwrite(str(d / "img" / f"{i + 1:04d}.jpg"), img)
-    text = "\n".join(sep.join("NaN" if np.isnan(v) else f"{v:g}" for v in b) for b in boxes) + "\n"
-    (d / gt_file).write_text(text)
-    return d
+    """An OTB-layout folder: img/0001.jpg ... (real small grey JPEGs) and the ground-truth file."""
+    return helpers.write_otb_sequence(root, name, boxes, frames, size=size, value=90, gt_file=gt_file, sep=sep)
 
 
 def write_result(folder: Path, name: str, boxes, sep=",", tail="\n") -> Path:

@@ -9,7 +9,6 @@ import pickle
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import h5py
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from online.readers.pack import read_pack_entries, verify_sequence
 from online.sequence import DataError
 from pretrain.config import DataConfig
 from pretrain.domains import find_domains
+from tests.helpers import write_otb_sequence
 from tools.data.cli import build_parser, main
 from tools.data.pack import write_pack
 
@@ -146,12 +146,9 @@ def test_a_truncated_pack_is_named(packed, tmp_path):
 
 
 def test_a_corrupt_source_frame_fails_when_read_as_from_the_folder(tmp_path):
-    seq_dir = tmp_path / "data" / "corrupt"
-    (seq_dir / "img").mkdir(parents=True)
-    for k in range(3):
-        cv2.imwrite(str(seq_dir / "img" / f"{k + 1:04d}.jpg"), np.full((20, 20, 3), 40 * k, np.uint8))
+    seq_dir = write_otb_sequence(tmp_path / "data", "corrupt", ["1,1,5,5"] * 3, size=(20, 20),
+                                 value=lambda k: 40 * k)
     (seq_dir / "img" / "0003.jpg").write_bytes(b"junk")
-    (seq_dir / "groundtruth_rect.txt").write_text("1,1,5,5\n" * 3)
     pack = tmp_path / "p.h5"
     write_pack(pack, [str(tmp_path / "data")], log=lambda line: None)
     seq = read_pack(pack)[0]
@@ -183,11 +180,7 @@ def test_bad_roots_write_nothing(tmp_path, capsys, monkeypatch):
 
 
 def _tiny_root(root, name, value=60):
-    d = root / name
-    (d / "img").mkdir(parents=True)
-    for k in range(3):
-        cv2.imwrite(str(d / "img" / f"{k + 1:04d}.jpg"), np.full((24, 32, 3), value + 10 * k, np.uint8))
-    (d / "groundtruth_rect.txt").write_text("2,2,8,8\n3,3,8,8\n4,4,8,8\n")
+    write_otb_sequence(root, name, ["2,2,8,8", "3,3,8,8", "4,4,8,8"], size=(32, 24), value=lambda k: value + 10 * k)
     return root
 
 

@@ -667,7 +667,9 @@ def evaluate_vot(result_dirs, sequences, burn_in: int = VOT_BURN_IN) -> dict:
             if len(status) != len(seq):
                 warnings.append(f"{path}: {len(status)} lines for {len(seq)} ground-truth frames: scored on the "
                                 f"first {min(len(status), len(seq))}")
-            row = vot_scores(status, boxes, seq.boxes, seq.absent, burn_in)
+            # Polygons (VOT ground truth) clipped to the image, as the VOT toolkit and the tracker do.
+            row = vot_scores(status, boxes, seq.boxes, seq.absent, burn_in, polygons=seq.polygons,
+                             image_size=seq.image_size)
             times = read_times(path.with_name(f"{path.stem}_time.txt"), len(status))
             on = (status == VOT_TRACKED) | (status == VOT_FAILURE)
             if times is not None and times[on].sum() > 0:
