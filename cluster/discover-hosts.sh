@@ -1,5 +1,5 @@
 #!/bin/sh
-# Host discovery for elastic pretraining (horovodrun --host-discovery-script, README "Elastic
+# Host discovery for elastic pretraining (horovodrun --host-discovery-script, docs/reliability.md "Elastic
 # pretraining"): print the hosts that may run workers now, one "host:slots" per line. Horovod runs
 # this every second; a host that disappears loses its workers, one that (re)appears gets new ones.
 #

@@ -20,7 +20,7 @@ mode's conv3 cells are, so that for a box lying on the map's grid both are the s
 - A box's RoI is centred on its centre with 3 bins of pitch (box size at region scale) x 16/75 px,
   sampled once per bin (`sample_ratio=1`): a box of the target's size is sampled exactly where
   exact mode's cells are; larger boxes are sampled with a wider pitch (exact mode would instead
-  shrink the image; that difference is what the accuracy comparison in the README measures).
+  shrink the image; that difference is what the accuracy comparison in docs/tracking.md measures).
 - A region covers every RoI sample point plus the 37.5 px receptive-field margin, so no point falls
   off the map, up to `max_side` px per side (then the region is centred on the anchor box and
   points outside read the map's edge). Image pixels outside the frame are the mean (128), as in

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# cluster/configs/real-cpu.yaml on ../shared/pool (README: "Real video"); mdnet-track's default.
+# cluster/configs/real-cpu.yaml on ../shared/pool + the fetched VOT/LaSOT pool (docs/pretraining.md: "Real video"); mdnet-track's default.
 DEFAULT_WEIGHTS = REPO / "models" / "mdnet-real-cpu.h5"
 
 

@@ -28,7 +28,7 @@ run in fp32 exactly as before, on features that differ by the trunk's rounding.
   caller picks them). The thresholds are fixed after that: a later image with a wider range of
   activations is clipped, which is the price of static int8.
 
-Speed and accuracy of each option (trunk speed, fps, success AUC on ../shared/data): the README's
+Speed and accuracy of each option (trunk speed, fps, success AUC on ../shared/data): docs/tracking.md's
 "Exact mode at the hardware's speed"; where the time goes per oneDNN primitive: `mdnet-bench track
 --profile`. In fast mode (one small region map per frame, batch 1) neither helped when measured
 with conv1 converted too (bf16 0.66x, int8 0.96x wall on a 243x235 region). fp16 has no

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "afresh (without --force or --resume such an OUT is refused, so runs never mix)")
     p.add_argument("--elastic", action="store_true",
                    help="under an elastic horovodrun (--min-np/--max-np/--host-discovery-script): keep training "
-                        "when workers leave or join, from the last checkpoint (README: Elastic pretraining)")
+                        "when workers leave or join, from the last checkpoint (docs/reliability.md: Elastic pretraining)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.cycles=10 (repeatable; value parsed as YAML)")
     return p

@@ -1,5 +1,5 @@
 """Every launch file in cluster/ gets the check that can run on this machine (no container engine,
-no Slurm, no Kubernetes; README "Launch files: what is checked" lists what is and is not run):
+no Slurm, no Kubernetes; docs/pretraining.md "Launch files: what is checked" lists what is and is not run):
 
 - cluster/horovodrun.sh (the one launch script; Slurm and Kubernetes call it too): `bash -n`, then
   a real `horovodrun -np 2 -H localhost:2` run through it, twice with RESUME=auto: the first starts

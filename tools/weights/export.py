@@ -1,7 +1,7 @@
 """mdnet-export: turn a pretraining checkpoint into the tracker's weight file.
 
     mdnet-export runs/vot-otb --out weights/vot-otb.h5                 # a run folder: its latest checkpoint
-    mdnet-export runs/vot-otb/checkpoints/ckpt-00012000 --out w.h5     # one checkpoint
+    mdnet-export runs/vot-otb/checkpoints/ckpt-c000100.000000-w8-s00012000 --out w.h5   # one checkpoint
     mdnet-export runs/demo --out random.h5 --random-init 0             # same widths, paper init (a baseline)
     mdnet-export runs/real-cpu --out m.h5 --sources ../shared/pool/MANIFEST.tsv \
         --sources cluster/configs/pool-sources.tsv       # + m.manifest.tsv: where each domain came from
@@ -34,7 +34,7 @@ def _seed_arg(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mdnet-export",
                                 description="Export the shared layers of a pretraining checkpoint as an MDNet weight file.")
-    p.add_argument("checkpoint", help="a checkpoint folder (ckpt-NNNNNNNN) or a run folder (its latest complete checkpoint)")
+    p.add_argument("checkpoint", help="a checkpoint folder (ckpt-c<cycles>-w<world>-s<step>) or a run folder (its latest complete checkpoint)")
     p.add_argument("--out", required=True, help="weight file to write (.h5)")
     p.add_argument("--random-init", type=_seed_arg, default=None, metavar="SEED",
                    help="write a randomly initialised trunk (online.network.init_trunk, seed SEED) with the "
