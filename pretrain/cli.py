@@ -125,7 +125,15 @@ def _set_threads(cfg) -> int:
         # Fast mode's region batches change shape from step to step: cuDNN autotuning (MXNet's
         # default, read when each conv is created) would re-tune for every new shape on a GPU.
         os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")
+        # The same on a CPU: MXNet keeps one oneDNN primitive (with its workspaces) per layer and
+        # input shape, unbounded by default. The real-cpu recipe's rank grew to 10.7 GB by step
+        # 300 and was OOM-killed; a bounded cache (entries per op, least recently used out) keeps
+        # it flat. MXNet reads it once, at import: set here, before that.
+        os.environ.setdefault("MXNET_MKLDNN_CACHE_NUM", str(FAST_MODE_DNNL_CACHE))
     return threads
+
+
+FAST_MODE_DNNL_CACHE = 64  # MXNET_MKLDNN_CACHE_NUM in fast mode (see _set_threads' comment)
 
 
 def _logger(world, out: Path) -> logging.Logger:

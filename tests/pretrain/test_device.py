@@ -36,3 +36,22 @@ def test_cpu_whatever_the_rank_count():
     assert choose_device("auto", 5, 8, 0) == ("cpu", 0)  # no GPU: CPU ranks, nothing shared
     with pytest.raises(ValueError, match="runtime.device=gpu but MXNet sees no GPU"):
         choose_device("gpu", 0, 1, 0)
+
+
+@pytest.mark.parametrize("mode,expected", [("fast", "64"), ("exact", None)])
+def test_fast_mode_bounds_the_onednn_cache(monkeypatch, mode, expected):
+    # Fast mode's region shapes change every step; MXNet's per-shape oneDNN cache is unbounded by
+    # default and grew a real-cpu rank to 10.7 GB (OOM-killed at step 300). A user's own value wins.
+    from online.config import load_config
+    from pretrain.cli import _set_threads
+
+    for var in ("MXNET_MKLDNN_CACHE_NUM", "MXNET_CUDNN_AUTOTUNE_DEFAULT", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = load_config(pconfig.PretrainConfig, None, [f"model.mode={mode}"])
+    _set_threads(cfg)
+    import os
+
+    assert os.environ.get("MXNET_MKLDNN_CACHE_NUM") == expected
+    monkeypatch.setenv("MXNET_MKLDNN_CACHE_NUM", "8")
+    _set_threads(cfg)
+    assert os.environ["MXNET_MKLDNN_CACHE_NUM"] == "8"
