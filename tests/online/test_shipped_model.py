@@ -19,8 +19,29 @@ def test_shipped_model_is_small_and_carries_its_provenance():
     prov = wf.provenance
     assert prov["source"] == "mdnet-pretrain"
     assert prov["config"]["data"]["exclude_overlap"] == ["../shared/data"]  # never trained on the eval set
-    assert prov["domains"] == 22 and prov["steps"] > 0 and prov["world_size"] == 2
+    assert prov["domains"] == 29 and prov["steps"] > 0 and prov["world_size"] == 2
     assert len(prov["commit"].split("+")[0]) == 40
+    # Trained with the corrected conv1/conv2 gradients (the LRN fix, 373d88a) and this recipe.
+    assert prov["config"]["optim"]["lr"] == 1.5e-3 and prov["config"]["data"]["packs"] == ["work/pool.h5",
+                                                                                         "work/extpool.h5"]
+
+
+def test_shipped_model_names_every_training_sequence():
+    # The training manifest ships beside the model and inside its provenance: every domain with
+    # its benchmark, source repository, path and commit; none from an evaluation benchmark outside
+    # ../shared/pool, none named like a sequence of ../shared/data.
+    manifest = DEFAULT_WEIGHTS.with_name(DEFAULT_WEIGHTS.stem + ".manifest.tsv")
+    text = manifest.read_text()
+    assert load_weights(DEFAULT_WEIGHTS).provenance["training_manifest"] == text
+    rows = [dict(zip(text.splitlines()[0].split("\t"), line.split("\t"))) for line in text.splitlines()[1:]]
+    assert len(rows) == 29
+    eval_names = {p.name.lower() for p in SHARED_DATA.glob("*/*")}
+    pool_dirs = {line.split("\t")[0] for line in (SHARED_DATA.parent / "pool" / "MANIFEST.tsv").read_text().splitlines()[1:]}
+    for r in rows:
+        assert len(r["commit"]) == 40 and r["source_repo"].count("/") == 1 and int(r["frames_trained"]) > 0, r
+        assert r["sequence"].lower() not in eval_names, r
+        if r["pool_dir"] not in pool_dirs:  # fetched: training benchmarks only
+            assert r["benchmark"].startswith(("VOT", "GOT-10k", "LaSOT", "ImageNet-VID", "TrackingNet")), r
 
 
 def test_mdnet_track_uses_the_shipped_model_by_default(tmp_path, capsys):
