@@ -42,6 +42,11 @@ def test_shipped_model_names_every_training_sequence():
         assert r["sequence"].lower() not in eval_names, r
         if r["pool_dir"] not in pool_dirs:  # fetched: training benchmarks only
             assert r["benchmark"].startswith(("VOT", "GOT-10k", "LaSOT", "ImageNet-VID", "TrackingNet")), r
+    # The unseen-video check (docs/data.md) is on OTB-100 clips the model never trained on.
+    unseen = (DEFAULT_WEIGHTS.parents[1] / "cluster" / "configs" / "unseen-otb-sources.tsv").read_text()
+    unseen_names = {line.split("\t")[0].lower() for line in unseen.splitlines()[1:]}
+    assert len(unseen_names) == 8 and not unseen_names & {r["sequence"].lower() for r in rows}
+    assert not unseen_names & eval_names
 
 
 def test_mdnet_track_uses_the_shipped_model_by_default(tmp_path, capsys):

@@ -7,7 +7,7 @@ commit the snapshot was at (`commit`). `rebuild` writes every row's folder into 
 from local bare git directories, with unchanged file bytes:
 
 - every file below `source_path` at `commit` is written, keeping its path relative to that folder,
-  except OS junk that is no part of a benchmark (`Thumbs.db`, `.DS_Store`), symlinks and submodules;
+  except OS junk that is no part of a benchmark (`Thumbs.db`, `.DS_Store`, `Picasa.ini`), symlinks and submodules;
 - where `truncated_to` is set (N), only the first N frame images (natural name order, as the
   readers sort them) are kept, and every `groundtruth*.txt` keeps its first N lines (line endings
   unchanged). Other per-frame files (VOT `.tag`/`.label`, LaSOT flag files) stay whole, as the
@@ -37,7 +37,7 @@ COLUMNS = ("dir", "benchmark", "source_repo", "source_path", "commit", "frames",
 # The frame image types the readers list (online/readers/common.py IMAGE_EXTS).
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 # Files a copy leaves out: written by a desktop OS, never part of a benchmark.
-JUNK_NAMES = frozenset({"thumbs.db", ".ds_store", "desktop.ini"})
+JUNK_NAMES = frozenset({"thumbs.db", ".ds_store", "desktop.ini", "picasa.ini"})
 _GT_NAME = re.compile(r"groundtruth.*\.txt", re.IGNORECASE)
 _SHA = re.compile(r"[0-9a-f]{40}")
 
