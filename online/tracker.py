@@ -8,7 +8,7 @@ First frame (per target): 500 positives (IoU >= 0.7), 5000 negatives (IoU <= 0.5
 around the target, half anywhere in the image), 1000 box-regression samples (IoU >= 0.6) and the
 first 200 update negatives are cropped and pushed through the convs once; fc4-fc6 train for 50
 iterations on minibatches of 32 positives + the 96 hardest of 1024 negatives (hardness = the
-current net's positive score, inference mode); the box regressor is fitted on the conv3 features.
+current net's positive score, inference mode; online/online_training.py); the box regressor is fitted on the conv3 features.
 
 Every frame: 256 gaussian candidates around the previous estimate (not the regressed box, as in
 py-MDNet); the estimate is the mean of the top-5 by fc6 positive output, success when their mean
@@ -36,20 +36,21 @@ planned once. Network time (forward/backward, synchronised) accumulates in `net_
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
 
+from online import trunk_precision
 from online.bbreg import BBRegressor
 from online.boxes import valid_box
 from online.features import CropFeatures, RoIFeatures, Timer
 from online.head import TargetHead
-from online.mining import select_hardest
 from online.network import NetSpec, Trunk
+from online.online_training import OnlineTrainer
 from online.sampling import SamplerSpec, sample_boxes, sample_by_iou
 from online.tracker_config import TrackerConfig
 
@@ -59,15 +60,6 @@ class TrackResult:
     box: np.ndarray  # x, y, w, h (box-regressed when success and bbreg is on)
     score: float  # mean raw fc6 positive output of the top-k candidates
     success: bool  # score > 0
-
-
-def _perm_stream(rng: np.random.Generator, n: int, need: int) -> np.ndarray:
-    """Concatenated permutations of range(n), at least `need` long (py-MDNet's train())."""
-    parts, have = [], 0
-    while have < need:
-        parts.append(rng.permutation(n))
-        have += n
-    return np.concatenate(parts)
 
 
 class _Target:
@@ -97,15 +89,13 @@ class _Target:
         fc6.bias.set_data(mx.nd.zeros(fc6.bias.shape, ctx=ctx))
         fc6.weight.lr_mult = cfg.lr_mult_fc6
         fc6.bias.lr_mult = cfg.lr_mult_fc6
-        # Two graphs over the same parameters, each with one fixed input shape.
-        self.train_head.hybridize(static_alloc=True, static_shape=True)
-        self.eval_head.hybridize(static_alloc=True, static_shape=True)
-        self._params = list(params.values())
-        self._labels = mx.nd.array(np.r_[np.ones(cfg.batch_pos), np.zeros(cfg.batch_neg)], ctx=ctx)
+        # Three graphs over the same parameters, each with one fixed input shape: training
+        # (batch_pos + batch_neg rows), inference (batch_test) and the mining pass (batch_neg_cand).
+        mine_head = TargetHead(self.spec, prefix, train=False, params=params)
+        for head in (self.train_head, self.eval_head, mine_head):
+            head.hybridize(static_alloc=True, static_shape=True)
         self._eval_buf = mx.nd.zeros((cfg.batch_test, self.spec.feat_dim), ctx=ctx)
-        self._m4 = mx.nd.zeros((cfg.batch_pos + cfg.batch_neg, self.spec.fc_width), ctx=ctx)
-        self._m5 = mx.nd.zeros((cfg.batch_pos + cfg.batch_neg, self.spec.fc_width), ctx=ctx)
-        self.trainer = None
+        self.trainer = OnlineTrainer(self.train_head, mine_head, cfg, self.spec, ctx, timer)
         self.bbreg: BBRegressor | None = None
         self.pos_first = None  # first frame's positives: always part of long-term updates
         self.pos_mem: deque = deque(maxlen=max(cfg.n_frames_long - 1, 1))
@@ -182,54 +172,6 @@ class _Target:
                 outs.append(self.eval_head(self._eval_buf)[:end - start])
         return outs[0] if len(outs) == 1 else mx.nd.concat(*outs, dim=0)
 
-    def _new_trainer(self, lr: float) -> gluon.Trainer:
-        return gluon.Trainer(self.train_head.collect_params(), "sgd",
-                             {"learning_rate": lr, "momentum": self.cfg.momentum, "wd": self.cfg.weight_decay},
-                             kvstore=None, update_on_kvstore=False)
-
-    def train(self, pos: mx.nd.NDArray, neg: mx.nd.NDArray, iterations: int, trainer: gluon.Trainer):
-        """py-MDNet's train(): minibatches of batch_pos positives + the batch_neg hardest of
-        batch_neg_cand negatives, walking through concatenated random permutations of each pool."""
-        cfg, rng, ctx = self.cfg, self.rng, self.ctx
-        bp, bn, bc = cfg.batch_pos, cfg.batch_neg, cfg.batch_neg_cand
-        keep = 1.0 - self.spec.dropout
-        width = self.spec.fc_width
-        t_host = time.perf_counter()
-        pos_idx = mx.nd.array(_perm_stream(rng, pos.shape[0], bp * iterations), ctx=ctx, dtype="int32")
-        neg_idx = mx.nd.array(_perm_stream(rng, neg.shape[0], bc * iterations), ctx=ctx, dtype="int32")
-        host = time.perf_counter() - t_host
-        net = 0.0
-        for it in range(iterations):
-            t0 = time.perf_counter()
-            # Inverted dropout masks (values 0 or 1/keep), from this target's generator.
-            self._m4[:] = (rng.random((bp + bn, width), dtype=np.float32) < keep) * np.float32(1.0 / keep)
-            self._m5[:] = (rng.random((bp + bn, width), dtype=np.float32) < keep) * np.float32(1.0 / keep)
-            t1 = time.perf_counter()
-            pos_b = mx.nd.take(pos, pos_idx[it * bp:(it + 1) * bp])
-            cand = mx.nd.take(neg, neg_idx[it * bc:(it + 1) * bc])
-            if bc > bn:
-                # Hard negative mining: score the pool in inference mode, keep the top batch_neg.
-                hard = select_hardest(self.scores(cand)[:, 1].asnumpy(), bn)
-                neg_b = mx.nd.take(cand, mx.nd.array(hard, ctx=ctx, dtype="int32"))
-            else:
-                neg_b = cand
-            x = mx.nd.concat(pos_b, neg_b, dim=0)
-            with autograd.record():
-                loss = self.train_head(x, self._m4, self._m5, self._labels)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                gluon.utils.clip_global_norm([p.grad(ctx) for p in self._params], cfg.grad_clip,
-                                             check_isfinite=False)
-            trainer.step(1)
-            for p in self._params:
-                p.data(ctx).wait_to_read()
-            t2 = time.perf_counter()
-            host += t1 - t0
-            net += t2 - t1
-        self.timer.net_s += net
-        self.timer.add("train_host_s", host)
-        self.timer.add("train_s", net + host)  # all of online training (first frame and updates)
-
     # --- the tracking steps ---
     def initialize(self, box, size, feats: dict):
         cfg = self.cfg
@@ -239,10 +181,10 @@ class _Target:
             self.bbreg = BBRegressor(cfg.lambda_bbreg, cfg.overlap_bbreg, cfg.bbreg_max_area_change).fit(
                 feats["bbreg"].asnumpy(), feats["bbreg_boxes"], self.box)
             self.timer.add("bbreg_s", time.perf_counter() - t0)
-        self.trainer = self._new_trainer(cfg.lr_init)
-        self.train(feats["pos"], feats["neg"], cfg.maxiter_init, self.trainer)
+        self.trainer.reset(cfg.lr_init)
+        self.trainer.train(feats["pos"], feats["neg"], cfg.maxiter_init, self.rng)
         # py-MDNet uses a separate optimiser (fresh momentum) for the online updates.
-        self.trainer = self._new_trainer(cfg.lr_update)
+        self.trainer.reset(cfg.lr_update)
         # Copies: a slice would keep the whole first-frame feature batch (~6700 rows) alive.
         self.pos_first = feats["pos"].copy()
         self.neg_mem.append(feats["neg_update"].copy())
@@ -298,7 +240,7 @@ class _Target:
         self.timer.add("memory_s", time.perf_counter() - t0)
         if pos.shape[0] == 0 or neg.shape[0] == 0:
             return
-        self.train(pos, neg, cfg.maxiter_update, self.trainer)
+        self.trainer.train(pos, neg, cfg.maxiter_update, self.rng)
 
 
 class MultiTracker:
@@ -310,6 +252,11 @@ class MultiTracker:
         self.ctx = ctx if ctx is not None else mx.cpu()
         self.seed = int(seed)
         self.timer = Timer()
+        # `auto` resolved once, here: the config the targets see names the precision that runs.
+        mining = trunk_precision.resolve_mining_dtype(config.mining_dtype, config.mode, self.ctx)
+        trunk_precision.check_supported(mining, self.ctx, field="mining_dtype")
+        if mining != config.mining_dtype:
+            self.cfg = config = dataclasses.replace(config, mining_dtype=mining)
         if config.mode == "fast":
             self.features = RoIFeatures(trunk, config.max_region, self.ctx, self.timer, config.fast_stride,
                                         config.trunk_dtype)

@@ -83,33 +83,49 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> set:
     return set()
 
 
-def check_supported(dtype: str, ctx, flags: set | None = None) -> None:
-    """Raise ConfigError when `dtype` cannot run at speed on `ctx` (flags: this CPU's, by default)."""
+def check_supported(dtype: str, ctx, flags: set | None = None, field: str = "trunk_dtype") -> None:
+    """Raise ConfigError when `dtype` cannot run at speed on `ctx` (flags: this CPU's, by default).
+    `field`: the TrackerConfig key being checked (trunk_dtype, or mining_dtype for the fc mining pass)."""
     if dtype not in TRUNK_DTYPES:
-        raise ConfigError(f"TrackerConfig.trunk_dtype must be one of {', '.join(TRUNK_DTYPES)}, got {dtype!r}")
+        raise ConfigError(f"TrackerConfig.{field} must be one of {', '.join(TRUNK_DTYPES)}, got {dtype!r}")
     if dtype == "fp32":
         return
     # Decided from the context object alone: mx.gpu(N) is never touched here.
     if dtype == "fp16":
         if ctx.device_type != "gpu":
-            raise ConfigError(f"TrackerConfig.trunk_dtype=fp16 runs on a GPU only (cuDNN), not on {ctx}: "
-                              f"MXNet's CPU backend has no float16 convolution; use trunk_dtype=fp32 "
+            raise ConfigError(f"TrackerConfig.{field}=fp16 runs on a GPU only (cuDNN), not on {ctx}: "
+                              f"MXNet's CPU backend has no float16 convolution; use {field}=fp32 "
                               f"(or bf16 / int8 on a CPU that has the instructions)")
         return
     if ctx.device_type != "cpu":
-        raise ConfigError(f"TrackerConfig.trunk_dtype={dtype} runs on a CPU with oneDNN only, not on {ctx} "
-                          f"(int8 kernels and bf16 here are oneDNN's): use trunk_dtype=fp16 or fp32 on a GPU")
+        raise ConfigError(f"TrackerConfig.{field}={dtype} runs on a CPU with oneDNN only, not on {ctx} "
+                          f"(int8 kernels and bf16 here are oneDNN's): use {field}="
+                          f"{'fp16 or fp32' if field == 'trunk_dtype' else 'fp32'} on a GPU")
     import mxnet as mx
     if not mx.runtime.Features().is_enabled("MKLDNN"):
-        raise ConfigError(f"TrackerConfig.trunk_dtype={dtype} needs an MXNet build with oneDNN (MKLDNN); "
+        raise ConfigError(f"TrackerConfig.{field}={dtype} needs an MXNet build with oneDNN (MKLDNN); "
                           f"this one has none")
     have = cpu_flags() if flags is None else set(flags)
     need = REQUIRED_FLAGS[dtype]
     if not have.intersection(need):
-        raise ConfigError(f"TrackerConfig.trunk_dtype={dtype} needs a CPU with {' or '.join(need)} "
+        raise ConfigError(f"TrackerConfig.{field}={dtype} needs a CPU with {' or '.join(need)} "
                           f"(/proc/cpuinfo flags); this CPU has none, so oneDNN would emulate it slower "
-                          f"than fp32: use trunk_dtype=fp32")
+                          f"than fp32: use {field}=fp32")
 
+
+
+def resolve_mining_dtype(dtype: str, mode: str, ctx, flags: set | None = None) -> str:
+    """TrackerConfig.mining_dtype as it runs: `auto` is bf16 in fast mode on a oneDNN CPU with
+    avx512_bf16 or amx_bf16 (measured on ../shared/data: no accuracy lost, docs/tracking.md), and
+    fp32 everywhere else (exact mode stays the published MDNet); fp32 / bf16 are kept as given."""
+    if dtype != "auto":
+        return dtype
+    if mode != "fast" or ctx.device_type != "cpu":
+        return "fp32"
+    import mxnet as mx
+    have = cpu_flags() if flags is None else set(flags)
+    ok = mx.runtime.Features().is_enabled("MKLDNN") and have.intersection(REQUIRED_FLAGS["bf16"])
+    return "bf16" if ok else "fp32"
 
 def fp32_symbol(block, cast: bool = True):
     """(symbol with input `data`, {name: NDArray}) of a Gluon block's forward graph."""

@@ -182,7 +182,7 @@ def test_bench_compares_trunk_dtypes_with_phases_and_layers(capsys):
     from tools.bench import cli as bench
 
     small = ["n_pos_init=20", "n_neg_init=60", "n_bbreg=20", "maxiter_init=2", "maxiter_update=2",
-             "n_pos_update=10", "n_neg_update=20", "batch_test=32", "n_samples=32", "batch_neg_cand=96"]
+             "n_pos_update=10", "n_neg_update=20", "batch_test=32", "n_samples=32", "batch_neg_cand=96", "batch_neg=32"]
     argv = ["track", "--weights", "random:0", "--widths", "8,16,16,16", "--frames", "2", "--json",
             "--trunk-dtype", "fp32,int8", "--repeats", "2", "--profile", "--profile-repeats", "1"]
     argv += [a for o in small for a in ("--set", o)]
@@ -212,6 +212,11 @@ def test_bench_compares_trunk_dtypes_with_phases_and_layers(capsys):
     conv_formats = [r["formats"] for r in layers["int8"]["primitives"] if r["primitive"] == "convolution"]
     assert conv_formats[0].startswith("f32") and all(f.startswith(("u8", "s8")) for f in conv_formats[1:])
     assert all(f.startswith("f32") for r in layers["fp32"]["primitives"] for f in [r["formats"]] if f)
+    # And one online update, op by op (one mining dtype here: the config's).
+    update = report["online_update"]["fp32"]
+    assert update["iterations"] == 2 and update["negatives"] == 20 * 20 and update["update_s"] > 0
+    assert {"forward (train graph)", "backward", "SGD step", "mining: score 96 negatives (fp32), to host"} <= set(
+        update["ms_per_iteration"])
     with pytest.raises(SystemExit, match="--trunk-dtype 'fp32,fp64'"):
         bench.main(bench.build_parser().parse_args(["track", "--trunk-dtype", "fp32,fp64"]))
 

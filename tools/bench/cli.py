@@ -10,16 +10,18 @@ network forward/backward passes (synchronised, so asynchronous execution does no
 bookkeeping cost nothing. Frame decoding is reported apart (`decode_s_per_frame`) because it
 depends on the storage and the file format, not on the tracker.
 
-Comparing options: `--mode exact,fast` and `--trunk-dtype fp32,bf16,int8` (CPU; `fp32,fp16` with
-`--gpu N`) run every combination on the same sequence and weights in one process; `--repeats N`
+Comparing options: `--mode exact,fast`, `--trunk-dtype fp32,bf16,int8` (CPU; `fp32,fp16` with
+`--gpu N`) and `--mining-dtype fp32,bf16` run every combination on the same sequence and weights in one process; `--repeats N`
 runs them N times round-robin (so a change of machine load hits every option alike) and reports
 per option the median of each figure, and `fps_ratios` = the median over rounds of
 fps(option) / fps(first option) in that round.
 Every run reports its parts by phase (`phases`: first frame: features, of which int8 calibration,
-training, box-regression fit; per frame: candidates, stored samples, updates, box regression).
+training (of which hard-negative mining), box-regression fit; per frame: candidates, stored samples,
+updates (of which mining), box regression).
 `--profile` adds oneDNN's own time for each primitive of conv1-3 (convs, ReLU, LRN, pooling and the
 layout / precision reorders between them) for one 256-crop batch at each trunk dtype
-(tools/bench/dnnl_profile.py).
+(tools/bench/dnnl_profile.py), and the time of each op of one online update (15 iterations on a
+long-term update's pools) at each mining dtype (tools/bench/train_profile.py).
 """
 from __future__ import annotations
 
@@ -61,14 +63,18 @@ def add_track_parser(subparsers) -> argparse.ArgumentParser:
                    help="conv1-3 precision(s) to compare, of fp32, bf16, int8 (CPU), fp16 (--gpu) (default: the config's "
                         "trunk_dtype); with several, each runs on the same sequence and weights and the output "
                         "adds fps_ratios against the first")
+    p.add_argument("--mining-dtype", default=None, metavar="DTYPE[,DTYPE]",
+                   help="precision(s) of online training's hard-negative scoring to compare, of auto, fp32, bf16 "
+                        "(default: the config's mining_dtype); like --trunk-dtype, every combination runs")
     p.add_argument("--repeats", type=int, default=1, metavar="N",
                    help="run every option N times, round-robin; figures are medians (default 1)")
     p.add_argument("--profile", action="store_true",
                    help="also time each oneDNN primitive of conv1-3 (conv, ReLU, LRN, pooling, reorders) for one "
                         "batch (batch_test, 256) of first-frame candidate crops, per trunk dtype, as oneDNN itself "
-                        "reports it (DNNL_VERBOSE=1 in a child process); CPU only")
+                        "reports it (DNNL_VERBOSE=1 in a child process), and each op of one online update "
+                        "(maxiter_update iterations on a long-term update's pools) per mining dtype; CPU only")
     p.add_argument("--profile-repeats", type=int, default=5, metavar="N",
-                   help="--profile: timed forwards per dtype; figures are medians (default 5)")
+                   help="--profile: timed forwards (and updates) per dtype; figures are medians (default 5)")
     threads_arg(p)
     p.add_argument("--gpu", type=int, default=None, metavar="N", help="GPU N (default CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a text table")
@@ -87,15 +93,16 @@ def _modes(text: str | None) -> list:
     return modes
 
 
-def _dtypes(text: str | None) -> list:
+def _dtypes(text: str | None, allowed=None, option: str = "--trunk-dtype") -> list:
     from online.tracker_config import TRUNK_DTYPES
+    allowed = TRUNK_DTYPES if allowed is None else allowed
     if text is None:
         return [None]
     dtypes = [d.strip() for d in text.split(",") if d.strip()]
-    bad = [d for d in dtypes if d not in TRUNK_DTYPES]
+    bad = [d for d in dtypes if d not in allowed]
     if not dtypes or bad or len(set(dtypes)) != len(dtypes):
-        raise SystemExit(f"mdnet-bench track: --trunk-dtype {text!r}: expected distinct values of "
-                         f"{', '.join(TRUNK_DTYPES)}")
+        raise SystemExit(f"mdnet-bench track: {option} {text!r}: expected distinct values of "
+                         f"{', '.join(allowed)}")
     return dtypes
 
 
@@ -131,13 +138,15 @@ def bench_track(args) -> int:
         raise SystemExit("mdnet-bench track: --repeats must be >= 1")
     modes = _modes(args.mode)
     dtypes = _dtypes(args.trunk_dtype)
+    from online.tracker_config import MINING_DTYPES
+    minings = _dtypes(args.mining_dtype, MINING_DTYPES, "--mining-dtype")
     from online import trunk_precision
     from online.config import ConfigError
     from online.tracker_config import TrackerConfig
     try:
         cfgs = [load_config(TrackerConfig, args.config, list(args.overrides) + ([f"mode={m}"] if m else [])
-                            + ([f"trunk_dtype={d}"] if d else []))
-                for m in modes for d in dtypes]
+                            + ([f"trunk_dtype={d}"] if d else []) + ([f"mining_dtype={g}"] if g else []))
+                for m in modes for d in dtypes for g in minings]
     except ConfigError as e:
         raise SystemExit(f"mdnet-bench track: config error: {e}")
     if args.gpu is not None and not 0 <= args.gpu < mx.context.num_gpus():
@@ -150,11 +159,13 @@ def bench_track(args) -> int:
     try:  # refuse before any run, not after the first option has been timed
         for cfg in cfgs:
             trunk_precision.check_supported(cfg.trunk_dtype, ctx)
+            trunk_precision.check_supported(trunk_precision.resolve_mining_dtype(cfg.mining_dtype, cfg.mode, ctx), ctx,
+                                            field="mining_dtype")
     except ConfigError as e:
         raise SystemExit(f"mdnet-bench track: {e}")
-    # Run names: what differs between the runs ("exact", "bf16", "fast/int8").
-    vary = [i for i, opts in enumerate((modes, dtypes)) if len(opts) > 1]
-    names = ["/".join((c.mode, c.trunk_dtype)[i] for i in vary) for c in cfgs]
+    # Run names: what differs between the runs ("exact", "bf16", "fast/int8", "fast/mining-bf16").
+    vary = [i for i, opts in enumerate((modes, dtypes, minings)) if len(opts) > 1]
+    names = ["/".join((c.mode, c.trunk_dtype, f"mining-{c.mining_dtype}")[i] for i in vary) for c in cfgs]
     spec = None
     if args.widths is not None:
         c1, c2, c3, fc = args.widths
@@ -183,7 +194,7 @@ def bench_track(args) -> int:
             rounds.append(one)
         runs = [(cfg, _median_run([r[j] for r in rounds])) for j, cfg in enumerate(cfgs)]
         size = seq.frame(0).shape[1::-1]
-        layers = None
+        layers = updates = None
         if args.profile:
             from tools.bench.dnnl_profile import profile_layers
             from online.sampling import SamplerSpec, sample_boxes
@@ -196,6 +207,8 @@ def bench_track(args) -> int:
             layers = profile_layers(args.weights, args.widths, list(dict.fromkeys(c.trunk_dtype for c in cfgs)),
                                     trunk.spec, image0, cands, batch=c.batch_test,
                                     repeats=max(1, args.profile_repeats))
+            from tools.bench.train_profile import profile_updates
+            updates = profile_updates(trunk, cfgs, ctx, seq, args.seed, repeats=max(1, args.profile_repeats))
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -224,6 +237,8 @@ def bench_track(args) -> int:
                   "fps_ratio": ratios[names[-1]], "fps_ratio_of": f"{names[-1]} / {names[0]}"}
     if layers is not None:
         result["layers"] = layers
+    if updates is not None:
+        result["online_update"] = updates
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -251,6 +266,7 @@ def _time_run(trunk, cfg, ctx, seed, seq, inits, n) -> dict:
     out = {
         "mode": cfg.mode,
         "trunk_dtype": cfg.trunk_dtype,
+        "mining_dtype": tracker.cfg.mining_dtype,  # as it ran (`auto` resolved)
         "first_frame_s": run.first_frame_s,
         "first_frame_net_s": run.first_frame_net_s,
         "total_s_per_frame": total / per,
@@ -287,6 +303,13 @@ def _print_table(result: dict, indent: str = "") -> None:
                     rate = f" {row['gflop_per_s']:6.0f} GFLOP/s" if "gflop_per_s" in row else ""
                     print(f"{indent}  {row['layer']:>20} {row['impl']:>28} {row['formats']:>24} "
                           f"{row['ms']:8.2f} ms{rate}")
+        elif isinstance(v, dict) and k == "online_update":
+            for dtype, prof in v.items():
+                print(f"{indent}--- one online update, mining {dtype}: {prof['iterations']} iterations on "
+                      f"{prof['positives']} positives / {prof['negatives']} negatives, {prof['update_s']:.3f} s "
+                      f"(per op, synchronised, ms per iteration; medians of {prof['repeats']})")
+                for name, ms in {**prof["ms_per_iteration"], **prof["ms_per_update"]}.items():
+                    print(f"{indent}  {name:>52} {ms:8.2f} ms")
         elif isinstance(v, dict) and k == "phases":
             for part, d in v.items():
                 print(f"{indent}{'phases ' + part:>20}: " + ", ".join(f"{a} {b:.4f}" for a, b in d.items()))
@@ -295,13 +318,16 @@ def _print_table(result: dict, indent: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tools.bench.fast_gap import add_fast_gap_parser
     from tools.bench.pretrain import add_pretrain_parser
 
     p = argparse.ArgumentParser(prog="mdnet-bench",
-                                description="Timing benchmarks: the online tracker (track) and pretraining (pretrain).")
+                                description="Benchmarks: the online tracker's speed (track), pretraining's (pretrain), and fast "
+                                            "mode's feature error against exact mode (fast-gap).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_track_parser(sub)
     add_pretrain_parser(sub)
+    add_fast_gap_parser(sub)
     return p
 
 

@@ -61,6 +61,7 @@ def phases(first_parts: dict, per_frame_parts: dict, first_frame_s: float, total
         "features_s": first_parts.get("first_frame_features_s", 0.0),
         "of_which_calibration_s": first_parts.get("calib_s", 0.0),
         "training_s": first_parts.get("train_s", 0.0),
+        "of_which_mining_s": first_parts.get("train_mining_s", 0.0),
         "box_regression_fit_s": first_parts.get("bbreg_s", 0.0),
         "sampling_s": first_parts.get("sample_s", 0.0),
     }
@@ -69,11 +70,12 @@ def phases(first_parts: dict, per_frame_parts: dict, first_frame_s: float, total
         "candidates_s": per_frame_parts.get("candidates_s", 0.0),
         "stored_samples_s": per_frame_parts.get("stored_samples_s", 0.0),
         "updates_s": per_frame_parts.get("train_s", 0.0) + per_frame_parts.get("memory_s", 0.0),
+        "of_which_mining_s": per_frame_parts.get("train_mining_s", 0.0),
         "box_regression_s": per_frame_parts.get("bbreg_s", 0.0),
         "sampling_s": per_frame_parts.get("sample_s", 0.0),
     }
     # Scoring the candidates with fc4-fc6, top-k, bookkeeping.
-    frame["other_s"] = total_s_per_frame - sum(frame.values())
+    frame["other_s"] = total_s_per_frame - sum(v for k, v in frame.items() if not k.startswith("of_which"))
     return {"first_frame": first, "per_frame": frame}
 
 
