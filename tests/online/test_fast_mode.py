@@ -218,3 +218,26 @@ def test_bench_track_compares_modes_and_cli_runs_fast_mode(tmp_path, capsys):
     info = yaml.safe_load((tmp_path / "out" / "mdnet-track.yaml").read_text())
     assert info["config"]["mode"] == "fast" and info["threads"] >= 1
     assert len((tmp_path / "out" / "Couple.txt").read_text().splitlines()) == 3
+
+
+def test_bench_fast_gap_reports_feature_error_by_factor(capsys):
+    """`mdnet-bench fast-gap`: fast vs exact features on real first frames, by box kind, scale, lattice offset."""
+    import json
+
+    from tools.bench import cli as bench
+
+    repo = Path(__file__).resolve().parents[2]
+    crossing = repo.parent / "shared" / "data" / "OTB" / "Crossing"
+    step = roi.SCALE_STEP
+    argv = ["fast-gap", str(crossing), "--weights", str(repo / "models" / "mdnet-real-cpu.h5"), "--boxes", "12", "--json",
+            "--no-scale-rounding"]
+    assert bench.main(bench.build_parser().parse_args(argv)) == 0
+    assert roi.SCALE_STEP == step  # the switch is undone
+    out = json.loads(capsys.readouterr().out)
+    assert out["sequences"] == 1 and out["stride"] == 8 and out["scale_rounding"] is False
+    assert set(out["by_kind"]) == {"candidates", "positives", "update negatives"}
+    for v in out["by_kind"].values():
+        # Pooled features are close to the crops' but not equal (interpolation between map cells).
+        assert v["boxes"] == 12 and 0 < v["fc5_error"] < 0.5 and 0 < v["conv3_error"] < 1.0
+    assert sum(v["boxes"] for v in out["by_scale"].values()) == 36
+    assert list(out["candidates_by_sequence"]) == ["Crossing"]
