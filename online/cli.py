@@ -25,6 +25,7 @@ import os
 os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
@@ -442,7 +443,10 @@ def main(args: argparse.Namespace) -> int:
     mx.random.seed(args.seed)  # the tracker draws from numpy generators; this covers anything else
 
     out_dir = Path(args.out_dir)
-    run_info = {"config": config_to_dict(cfg), "weights": args.weights, "provenance": provenance,
+    # The config as it runs: `mining_dtype: auto` written as the precision it resolved to here, so
+    # the file reruns the same way on another machine.
+    ran = dataclasses.replace(cfg, mining_dtype=resolve_mining_dtype(cfg.mining_dtype, cfg.mode, ctx))
+    run_info = {"config": config_to_dict(ran), "weights": args.weights, "provenance": provenance,
                 "net": {"conv_channels": list(trunk.spec.conv_channels), "fc_width": trunk.spec.fc_width},
                 "seed": args.seed, "protocol": args.protocol, "device": str(ctx), "threads": threads,
                 "mxnet": mx.__version__,

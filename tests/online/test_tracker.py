@@ -281,3 +281,20 @@ def test_target_half_outside_the_first_frame_initialises_and_tracks(tmp_path, ed
     past = {"left": cands[:, 0] < 0, "right": cands[:, 0] + cands[:, 2] > size[0],
             "top": cands[:, 1] < 0, "bottom": cands[:, 1] + cands[:, 3] > size[1]}[edge]
     assert past.any()  # candidates reach past the border
+
+
+def test_run_file_records_the_mining_precision_that_ran(tmp_path):
+    """mdnet-track.yaml names what ran: `mining_dtype: auto` resolved, so it reruns the same anywhere."""
+    import mxnet as mx
+    import yaml
+
+    from online.trunk_precision import resolve_mining_dtype
+
+    for mode in ("fast", "exact"):
+        rc, out = _cli(tmp_path, [SHARED_DATA / "OTB" / "Crossing"], "--mode", mode, frames=2, out=mode)
+        assert rc == 0
+        written = yaml.safe_load((out / "mdnet-track.yaml").read_text())["config"]
+        assert written["mining_dtype"] == resolve_mining_dtype("auto", mode, mx.cpu()) in ("fp32", "bf16")
+        assert written["mode"] == mode
+        # A valid choice of its own: a config given this value runs exactly that precision.
+        assert TrackerConfig(mining_dtype=written["mining_dtype"]).mining_dtype == written["mining_dtype"]
