@@ -391,10 +391,10 @@ def main(args: argparse.Namespace) -> int:
     import mxnet as mx
 
     from online.config import ConfigError, config_to_dict, load_config
-    from online.network import NetSpec
+    from online.loading import load_trunk
     from online.sequence import DataError
     from online.tracker_config import TrackerConfig
-    from online.weights import WeightFileError, build_trunk, parse_random_seed
+    from online.weights import WeightFileError
 
     try:
         cfg = load_config(TrackerConfig, args.config, config_overrides(args))
@@ -415,27 +415,9 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"mdnet-track: config error: {e}", file=sys.stderr)
         return 2
-    spec = None
-    if args.weights is None:
-        if not DEFAULT_WEIGHTS.is_file():
-            print(f"mdnet-track: no --weights given and the shipped model {DEFAULT_WEIGHTS} is missing "
-                  "(it lives in the source tree's models/); pass --weights W.h5 or random:SEED", file=sys.stderr)
-            return 2
-        args.weights = str(DEFAULT_WEIGHTS)
     try:
-        is_random = parse_random_seed(args.weights) is not None
-    except WeightFileError as e:
-        print(f"mdnet-track: {e}", file=sys.stderr)
-        return 2
-    if args.widths is not None:
-        if not is_random:
-            print("mdnet-track: --widths applies to random:SEED trunks only; a weight file records its "
-                  "own widths", file=sys.stderr)
-            return 2
-        c1, c2, c3, fc = args.widths
-        spec = NetSpec(conv_channels=(c1, c2, c3), fc_width=fc)
-    try:
-        trunk, provenance = build_trunk(args.weights, ctx=ctx, spec=spec)
+        # The shipped model when --weights is omitted (online/loading.py, shared with the APIs).
+        trunk, provenance, args.weights = load_trunk(args.weights, args.widths, ctx)
         seqs = resolve_paths(args.paths, args.init[0] if args.init else None)
     except (DataError, WeightFileError, OSError) as e:
         print(f"mdnet-track: {e}", file=sys.stderr)
