@@ -35,6 +35,10 @@ $(STAMP): pyproject.toml Makefile
 	# --tracker` compares MDNet with. It and the plain build both own cv2/: never both installed.
 	-$(PIP) uninstall -q -y opencv-python-headless opencv-python 2>/dev/null
 	$(PIP) install -q "opencv-contrib-python-headless<4.12" "h5py<3.17" pyyaml pytest "scipy<1.16" "matplotlib<3.11" "numpy<1.24"
+	# The field's toolkits (docs/evaluation.md): got10k (the GOT-10k toolkit; pulls Shapely, fire,
+	# wget) and vot-trax (TraX, libtrax.so in its wheel: the tracker's side of the VOT toolkit, which
+	# itself needs numpy 2 and lives in $(VOT_VENV), `make vot-venv`).
+	$(PIP) install -q "got10k==0.1.3" "vot-trax==4.0.2" "numpy<1.24"
 	# Horovod must see the installed mxnet while it builds: no build isolation.
 	@if $(PY) -c "import horovod.mxnet" 2>/dev/null; then echo "horovod already built"; else \
 	  HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_TENSORFLOW=1 \

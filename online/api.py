@@ -27,7 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from online.loading import load_trunk
+from online.loading import build_tracker
 
 MODES = ("exact", "fast")  # online.tracker_config.MODES; a test keeps them equal
 
@@ -92,16 +92,4 @@ def create_tracker(weights=None, mode: str = "exact", seed: int = 0, config=None
     trunk: an already loaded trunk (online.loading.load_trunk) to share between trackers.
     Raises ValueError (bad mode, config or weights) before anything is tracked.
     """
-    import mxnet as mx
-
-    from online.config import load_config
-    from online.tracker import MDNetTracker
-    from online.tracker_config import TrackerConfig
-
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
-    cfg = load_config(TrackerConfig, config, [*overrides, f"mode={mode}"])  # ConfigError is a ValueError
-    ctx = ctx or mx.cpu()
-    if trunk is None:
-        trunk, _, _ = load_trunk(weights, widths, ctx)
-    return MDNetCVTracker(MDNetTracker(trunk, cfg, ctx, seed=seed))
+    return MDNetCVTracker(build_tracker(weights, mode, seed, config, overrides, widths, ctx, trunk))

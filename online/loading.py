@@ -3,6 +3,7 @@
 
     trunk, provenance, weights = load_trunk(None)                 # the shipped model
     trunk, provenance, weights = load_trunk("random:0", widths=(32, 64, 128, 128))
+    tracker = build_tracker(weights=None, mode="fast", seed=0)   # online.tracker.MDNetTracker
 
 `weights` None means the shipped model (online/shipped.py DEFAULT_WEIGHTS, the one constant that
 names it), so a new default model changes every entry point at once.
@@ -42,3 +43,24 @@ def load_trunk(weights=None, widths=None, ctx=None) -> tuple:
         spec = NetSpec(conv_channels=(c1, c2, c3), fc_width=fc)
     trunk, provenance = build_trunk(weights, ctx=ctx, spec=spec)
     return trunk, provenance, weights
+
+
+def build_tracker(weights=None, mode: str = "exact", seed: int = 0, config=None, overrides=(), widths=None,
+                  ctx=None, trunk=None):
+    """An online.tracker.MDNetTracker (one target) for the APIs (online/api.py, the GOT-10k adapter,
+    the TraX server): the tracker config (`config` YAML + `overrides` KEY=VALUE, as mdnet-track's
+    --config / --set) with `mode`, on `trunk` or the trunk of `weights`. ValueError on a bad mode,
+    config or weights (ConfigError and WeightFileError are ValueErrors), before anything is tracked."""
+    import mxnet as mx
+
+    from online.config import load_config
+    from online.tracker import MDNetTracker
+    from online.tracker_config import MODES, TrackerConfig
+
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    cfg = load_config(TrackerConfig, config, [*overrides, f"mode={mode}"])
+    ctx = ctx or mx.cpu()
+    if trunk is None:
+        trunk, _, _ = load_trunk(weights, widths, ctx)
+    return MDNetTracker(trunk, cfg, ctx, seed=seed)
