@@ -1,17 +1,29 @@
-"""OpenCV's classical trackers through `mdnet-eval run --tracker`: real CSRT / KCF / MIL on real
+"""OpenCV's trackers through `mdnet-eval run --tracker`: real CSRT / KCF / MIL and NanoTrack on real
 frames, the same result, timing and report files as MDNet's, resume, a lost target keeping its last
-box, and MDNet-only options refused."""
+box, MDNet-only options refused, and NanoTrack's missing ONNX files named with where to get them."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from online.readers import discover
 from online.track_loop import track_sequence
-from tools.eval.baselines import OPENCV_TRACKERS, BaselineError, OpenCVTracker, opencv_factory
+from tools.eval import baselines
+from tools.eval.baselines import (NANO_ENV, NANO_FILES, OPENCV_TRACKERS, BaselineError, OpenCVTracker,
+                                  opencv_factory)
 from tools.eval.cli import main, parse_args
+
+
+@pytest.fixture(scope="session")
+def nano_dir() -> "Path":
+    # NanoTrack's ONNX files live beside the repository (never in it): fail, as shared_data does.
+    if not all((baselines.NANO_DEV_DIR / f).is_file() for f in NANO_FILES.values()):
+        pytest.fail(f"NanoTrack files missing: expected {baselines.NANO_DEV_DIR} (shared/baselines/nanotrack)")
+    return baselines.NANO_DEV_DIR
 
 
 def test_every_baseline_builds_in_the_installed_opencv():
@@ -96,3 +108,50 @@ def test_mdnet_options_refused_with_a_baseline(shared_data, tmp_path, capsys):
     rc = main(parse_args(["run", seq, "--out-dir", str(tmp_path)]))  # mdnet needs weights
     assert rc == 2 and "--weights is required" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written before the checks
+
+
+def test_nano_follows_a_real_target(shared_data, nano_dir):
+    import cv2
+
+    seq = discover(shared_data / "OTB" / "Crossing")[0]
+    run = track_sequence(OpenCVTracker("nano", nano_dir), seq, frames=40)
+    s = run.summary(seq)
+    assert s["frames"] == 40 and s["fps"] > 0
+    assert s["auc"] > 0.6  # 0.76 on these 40 frames
+    assert np.isfinite(run.boxes).all() and not np.array_equal(run.boxes[1, 0], run.boxes[39, 0])
+    assert cv2.getNumThreads() == 1  # one thread, as one worker of the runner
+
+
+def test_nano_missing_file_is_named_with_its_source(tmp_path, monkeypatch, nano_dir):
+    shutil.copy(nano_dir / NANO_FILES["backbone"], tmp_path)  # the head is missing
+    missing = tmp_path / NANO_FILES["neckhead"]
+    with pytest.raises(BaselineError, match="HonglinChu/SiamTrackers") as e:
+        OpenCVTracker("nano", tmp_path)
+    assert str(missing) in str(e.value) and "nanotrackv2" in str(e.value) and "--nano-dir" in str(e.value)
+    monkeypatch.setenv(NANO_ENV, str(tmp_path))  # the variable names the folder when no --nano-dir does
+    with pytest.raises(BaselineError, match=f"missing: {missing}"):
+        opencv_factory("nano")
+    monkeypatch.delenv(NANO_ENV)
+    monkeypatch.setattr(baselines, "NANO_DEV_DIR", tmp_path / "absent")  # a user's checkout: no ../shared
+    with pytest.raises(BaselineError, match=f"nanotrack_head_sim.onnx: get them from .*SiamTrackers.*{NANO_ENV}"):
+        opencv_factory("nano")
+
+
+def test_eval_run_nano(shared_data, nano_dir, tmp_path, capsys):
+    seq = str(shared_data / "OTB" / "Crossing")
+    out = tmp_path / "runs"
+    rc = main(parse_args(["run", seq, "--tracker", "nano", "--out-dir", str(out), "--frames", "12", "--jobs", "1",
+                          "--nano-dir", str(nano_dir), "--quiet"]))
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert len((out / "nano" / "Crossing.txt").read_text().splitlines()) == 12
+    report = json.loads((out / "eval.json").read_text())
+    assert report["trackers"]["nano"]["sequences_scored"] == 1
+    assert "nanotrack_head_sim.onnx: 0d8c0637" in (out / "nano" / "run.yaml").read_text()  # by content, not path
+    # A missing file: exit 2 with the path, before anything is written; --nano-dir means nothing to CSRT.
+    rc = main(parse_args(["run", seq, "--tracker", "nano", "--nano-dir", str(tmp_path / "none"),
+                          "--out-dir", str(tmp_path / "other")]))
+    assert rc == 2 and f"missing: {tmp_path / 'none' / NANO_FILES['backbone']}" in capsys.readouterr().err
+    rc = main(parse_args(["run", seq, "--tracker", "csrt", "--nano-dir", str(nano_dir), "--out-dir", str(tmp_path / "other")]))
+    assert rc == 2 and "--nano-dir: a --tracker nano option" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

@@ -1,9 +1,17 @@
-"""OpenCV's classical trackers (CSRT, KCF, MIL) behind the interface online.track_loop drives,
-so `mdnet-eval run ROOT --tracker csrt` tracks, times, writes and scores them exactly as it does
-MDNet: same result and timing files, same resumable parallel runner, same tables and plots.
+"""OpenCV's classical trackers (CSRT, KCF, MIL) and its NanoTrack v2 (`cv2.TrackerNano`, a small
+Siamese network) behind the interface online.track_loop drives, so `mdnet-eval run ROOT --tracker
+csrt|nano` tracks, times, writes and scores them exactly as it does MDNet: same result and timing
+files, same resumable parallel runner, same tables and plots.
 
     tracker = OpenCVTracker("csrt")
+    tracker = OpenCVTracker("nano", nano_dir)  # nano_dir: None -> nanotrack_dir()'s search
     run = track_sequence(tracker, seq)        # online.track_loop
+
+NanoTrack's two ONNX files are third-party weights (HonglinChu/SiamTrackers, Apache-2.0) and never
+part of this repository: `nanotrack_dir` finds them (--nano-dir, else $MDNET_NANOTRACK_DIR, else
+../shared/baselines/nanotrack beside the repository when present) and says where to get them when
+they are missing. Every OpenCV tracker here runs on one thread (cv2.setNumThreads(1)) in its worker
+process, NanoTrack's DNN included; a False from NanoTrack's `update` is handled as for the others.
 
 A lost target: OpenCV's `update` returns (False, box) when the tracker reports a failure (KCF and
 CSRT on a low response peak, MIL never). The last box it returned with True is then kept for that
@@ -19,6 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
 
 # name -> the factories to try, newest API first (OpenCV 4.5.1+ moved the old ones to cv2.legacy).
@@ -26,9 +38,18 @@ OPENCV_TRACKERS = {
     "csrt": ("TrackerCSRT_create", "TrackerCSRT.create", "legacy.TrackerCSRT_create"),
     "kcf": ("TrackerKCF_create", "TrackerKCF.create", "legacy.TrackerKCF_create"),
     "mil": ("TrackerMIL_create", "TrackerMIL.create", "legacy.TrackerMIL_create"),
+    "nano": ("TrackerNano_create", "TrackerNano.create"),  # OpenCV 4.7+; needs NANO_FILES
 }
 CONTRIB_HINT = ("OpenCV's CSRT and KCF trackers are in the contrib build: pip install "
                 "'opencv-contrib-python-headless<4.12' (make install does; uninstall opencv-python-headless first)")
+
+# NanoTrack v2's two ONNX files (the names OpenCV's TrackerNano documentation uses).
+NANO_FILES = {"backbone": "nanotrack_backbone_sim.onnx", "neckhead": "nanotrack_head_sim.onnx"}
+NANO_ENV = "MDNET_NANOTRACK_DIR"
+NANO_DEV_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "baselines" / "nanotrack"
+NANO_SOURCE = ("get them from https://github.com/HonglinChu/SiamTrackers, folder "
+               "NanoTrack/models/nanotrackv2 (Apache-2.0), and name their folder with --nano-dir DIR "
+               f"or ${NANO_ENV}")
 
 
 class BaselineError(RuntimeError):
@@ -46,17 +67,69 @@ def _lookup(path: str):
     return obj
 
 
-def opencv_factory(name: str):
-    """The constructor of OpenCV tracker `name`; BaselineError when this OpenCV build lacks it."""
+def nanotrack_dir(nano_dir=None) -> Path:
+    """The folder holding NANO_FILES: `nano_dir` (--nano-dir), else $MDNET_NANOTRACK_DIR, else
+    ../shared/baselines/nanotrack beside the repository (this project's development copy) when it
+    exists. BaselineError naming the missing path and where the files come from otherwise."""
+    if nano_dir is None:
+        nano_dir = os.environ.get(NANO_ENV) or None
+        origin = f"${NANO_ENV}"
+    else:
+        origin = "--nano-dir"
+    if nano_dir is None:
+        if not NANO_DEV_DIR.is_dir():
+            raise BaselineError(f"NanoTrack needs {' and '.join(NANO_FILES.values())}: {NANO_SOURCE}")
+        nano_dir, origin = NANO_DEV_DIR, "the development copy"
+    nano_dir = Path(nano_dir).expanduser().resolve()
+    for fname in NANO_FILES.values():
+        if not (nano_dir / fname).is_file():
+            raise BaselineError(f"NanoTrack model file missing: {nano_dir / fname} (folder from {origin}); "
+                                f"{NANO_SOURCE}")
+    return nano_dir
+
+
+def nanotrack_files(nano_dir=None) -> dict:
+    """{file name: sha256} of the NanoTrack files found by nanotrack_dir (what run.yaml records)."""
+    d = nanotrack_dir(nano_dir)
+    return {f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in NANO_FILES.values()}
+
+
+def opencv_factory(name: str, nano_dir=None):
+    """A constructor taking no argument for OpenCV tracker `name` (nano: with its ONNX files from
+    nanotrack_dir(nano_dir)); BaselineError when this OpenCV build lacks it or a file is missing."""
     if name not in OPENCV_TRACKERS:
         raise BaselineError(f"unknown OpenCV tracker {name!r}; known: {', '.join(OPENCV_TRACKERS)}")
     for path in OPENCV_TRACKERS[name]:
         make = _lookup(path)
         if make is not None:
-            return make
+            break
+    else:
+        import cv2
+
+        if name == "nano":
+            raise BaselineError(f"OpenCV {cv2.__version__} has no TrackerNano (OpenCV 4.7 or newer has it): pip install "
+                                "'opencv-contrib-python-headless>=4.7,<4.12'")
+        raise BaselineError(f"OpenCV {cv2.__version__} has no {name.upper()} tracker. {CONTRIB_HINT}")
+    if name != "nano":
+        return make
+    return _nano_factory(make, nanotrack_dir(nano_dir))
+
+
+def _nano_factory(make, folder: Path):
     import cv2
 
-    raise BaselineError(f"OpenCV {cv2.__version__} has no {name.upper()} tracker. {CONTRIB_HINT}")
+    params = cv2.TrackerNano_Params()
+    params.backbone = str(folder / NANO_FILES["backbone"])
+    params.neckhead = str(folder / NANO_FILES["neckhead"])
+
+    def build():
+        try:
+            return make(params)
+        except cv2.error as e:  # an unreadable ONNX file or a DNN module that cannot run it
+            raise BaselineError(f"OpenCV {cv2.__version__} could not load NanoTrack from {folder}: "
+                                f"{str(e).strip().splitlines()[-1]}") from e
+
+    return build
 
 
 def opencv_version() -> str:
@@ -86,9 +159,12 @@ class OpenCVTracker:
 
     net_s = 0.0  # no network passes
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, nano_dir=None):
+        import cv2
+
+        cv2.setNumThreads(1)  # one thread per worker process (OpenCV ignores OMP_NUM_THREADS)
         self.name = name
-        self._make = opencv_factory(name)
+        self._make = opencv_factory(name, nano_dir)
         self._tracker = None
         self._last = np.zeros(4)
         self.timer = _NoTimer()

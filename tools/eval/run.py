@@ -5,6 +5,7 @@ then score the results (tools/eval/scoring.py) and plot them (tools/eval/plots.p
     mdnet-eval run /data/VOT --weights W.h5 --out-dir runs/vot --protocol vot  # VOT supervised
     mdnet-eval run /data/OTB --weights W.h5 --out-dir runs/otb --gpus 0,1      # one worker per GPU
     mdnet-eval run /data/OTB --tracker csrt --out-dir runs/otb                  # OpenCV's CSRT beside it
+    mdnet-eval run /data/OTB --tracker nano --nano-dir DIR --out-dir runs/otb   # OpenCV's NanoTrack v2
 
 Layout of DIR (--out-dir):
     DIR/<name>/<sequence>.txt        the result (mdnet-track's format; VOT's codes with --protocol vot)
@@ -13,8 +14,8 @@ Layout of DIR (--out-dir):
     DIR/eval.json, DIR/plots/        the evaluation of every tracker folder in DIR with this protocol
 
 <name> is --name, default the weight file's stem (random-SEED for random:SEED), or the OpenCV
-tracker's name (csrt, kcf, mil) with --tracker (tools/eval/baselines.py: how a lost target is
-handled).
+tracker's name (csrt, kcf, mil, nano) with --tracker (tools/eval/baselines.py: how a lost target
+is handled, where NanoTrack's ONNX files are found).
 
 Workers (pytracking's `evaluation/running.py` idea, without its two flaws): `multiprocessing`
 with the `spawn` start method (MXNet's engine threads do not survive a fork); each worker sets
@@ -48,7 +49,7 @@ RUN_FILE = "run.yaml"
 REPORT_FILE = "eval.json"
 PLOTS_DIR = "plots"
 PROTOCOLS = ("ope", "vot")  # online.track_loop.PROTOCOLS
-TRACKERS = ("mdnet", "csrt", "kcf", "mil")  # tools/eval_baselines.OPENCV_TRACKERS beside MDNet
+TRACKERS = ("mdnet", "csrt", "kcf", "mil", "nano")  # tools/eval/baselines.OPENCV_TRACKERS beside MDNet
 
 RUN_HELP = """\
 Track every sequence under ROOT... (benchmark roots or sequence folders, any layout the readers
@@ -62,7 +63,10 @@ failing sequence is reported by name; the others still run; the exit status is t
 
 --tracker csrt|kcf|mil runs OpenCV's classical tracker instead of MDNet (no --weights): same result
 files, timing and scoring. When OpenCV reports the target lost, the last box it found is kept and
-it goes on tracking.
+it goes on tracking. --tracker nano runs OpenCV's NanoTrack v2 (cv2.TrackerNano, one thread) the
+same way; its two ONNX files (nanotrack_backbone_sim.onnx, nanotrack_head_sim.onnx, from
+github.com/HonglinChu/SiamTrackers NanoTrack/models/nanotrackv2, Apache-2.0) are read from
+--nano-dir DIR, else $MDNET_NANOTRACK_DIR, else ../shared/baselines/nanotrack beside the repository.
 
 Progress: one bar with frames done / total and ETA on stderr when it is a terminal; one line per
 finished sequence on stdout."""
@@ -81,8 +85,11 @@ def _gpus_arg(text: str) -> tuple:
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("roots", nargs="+", metavar="ROOT", help="benchmark root or sequence folder (repeatable)")
     p.add_argument("--tracker", choices=TRACKERS, default="mdnet",
-                   help="mdnet (default), or one of OpenCV's classical trackers to compare with: csrt, kcf, "
-                        "mil (no --weights; a lost target keeps the last box found)")
+                   help="mdnet (default), or one of OpenCV's trackers to compare with: csrt, kcf, mil, "
+                        "nano (NanoTrack v2; no --weights; a lost target keeps the last box found)")
+    p.add_argument("--nano-dir", default=None, metavar="DIR",
+                   help="--tracker nano: the folder of nanotrack_backbone_sim.onnx and nanotrack_head_sim.onnx "
+                        "(default $MDNET_NANOTRACK_DIR, else ../shared/baselines/nanotrack beside the repository)")
     p.add_argument("--weights", default=None,
                    help="weight file (.h5 from mdnet-export) or random:SEED; required with --tracker mdnet")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="results go to DIR/<name>/<sequence>.txt")
@@ -149,7 +156,7 @@ def _worker(wid: int, setup: dict, tasks, messages) -> None:
         if setup["tracker"] != "mdnet":
             from tools.eval.baselines import OpenCVTracker
 
-            make_tracker = lambda: OpenCVTracker(setup["tracker"])  # noqa: E731
+            make_tracker = lambda: OpenCVTracker(setup["tracker"], setup["nano_dir"])  # noqa: E731
             make_tracker()  # fails here (reported as fatal), not once per sequence
             ctx = "cpu (OpenCV)"
         else:
@@ -251,11 +258,15 @@ def _line(summary: dict, protocol: str) -> str:
 
 def run_record(args, cfg_dict: dict | None) -> dict:
     if args.tracker != "mdnet":
-        from tools.eval.baselines import opencv_version
+        from tools.eval.baselines import nanotrack_files, opencv_version
 
-        # No weights, widths or MDNet config; the OpenCV version is what decides the results.
-        return {"tracker": args.tracker, "opencv": opencv_version(), "weights": None, "widths": None,
-                "config": None, "seed": args.seed, "frames": args.frames, "protocol": args.protocol}
+        # No weights, widths or MDNet config; the OpenCV version (and NanoTrack's files, by content)
+        # is what decides the results.
+        record = {"tracker": args.tracker, "opencv": opencv_version(), "weights": None, "widths": None,
+                  "config": None, "seed": args.seed, "frames": args.frames, "protocol": args.protocol}
+        if args.tracker == "nano":
+            record["nanotrack"] = nanotrack_files(args.nano_dir)
+        return record
     weights = args.weights if args.weights.startswith("random:") else str(Path(args.weights).resolve())
     return {"weights": weights, "widths": list(args.widths) if args.widths else None, "config": cfg_dict,
             "seed": args.seed, "frames": args.frames, "protocol": args.protocol}
@@ -299,7 +310,8 @@ def run_main(args: argparse.Namespace) -> int:
 
 
 def _check_baseline(args, fail) -> int:
-    """--tracker csrt|kcf|mil: MDNet's options mean nothing there; the OpenCV build must have it."""
+    """--tracker csrt|kcf|mil|nano: MDNet's options mean nothing there; the OpenCV build must have it
+    (and nano its two ONNX files)."""
     given = [opt for opt, val in (("--weights", args.weights), ("--widths", args.widths), ("--config", args.config),
                                   ("--set", args.overrides), ("--mode", args.mode), ("--gpus", args.gpus))
              if val]
@@ -307,10 +319,12 @@ def _check_baseline(args, fail) -> int:
         return fail(f"{', '.join(given)}: MDNet options; --tracker {args.tracker} is OpenCV's and takes none")
     if args.jobs is not None and args.jobs < 1:
         return fail("--jobs must be >= 1")
+    if args.nano_dir is not None and args.tracker != "nano":
+        return fail(f"--nano-dir: a --tracker nano option; --tracker {args.tracker} takes none")
     from tools.eval.baselines import BaselineError, opencv_factory
 
     try:
-        opencv_factory(args.tracker)
+        opencv_factory(args.tracker, args.nano_dir)()  # builds one: a file OpenCV cannot load fails here
     except BaselineError as e:
         return fail(str(e))
     return 0
@@ -400,6 +414,15 @@ def _run(args, cfg_dict: dict | None, fail) -> int:
     return rc
 
 
+def _nano_dir(args):
+    """NanoTrack's folder, resolved here (workers see the same one whatever their cwd); None otherwise."""
+    if getattr(args, "tracker", None) != "nano":
+        return None
+    from tools.eval.baselines import nanotrack_dir
+
+    return str(nanotrack_dir(args.nano_dir))
+
+
 def _run_workers(args, todo, jobs, threads, mp):
     ctx = mp.get_context("spawn")  # MXNet is not fork-safe
     tasks, messages = ctx.Queue(), ctx.Queue()
@@ -407,7 +430,7 @@ def _run_workers(args, todo, jobs, threads, mp):
         tasks.put(t)
     for _ in range(jobs):
         tasks.put(None)
-    setup = {"parent": os.getpid(), "tracker": args.tracker, "threads": threads, "gpus": list(args.gpus or ()), "weights": args.weights,
+    setup = {"parent": os.getpid(), "tracker": args.tracker, "nano_dir": _nano_dir(args), "threads": threads, "gpus": list(args.gpus or ()), "weights": args.weights,
              "widths": list(args.widths) if args.widths else None, "config": args.config,
              "overrides": config_overrides(args), "seed": args.seed, "protocol": args.protocol}
     procs = [ctx.Process(target=_worker, args=(w, setup, tasks, messages), name=f"mdnet-eval-run-{w}", daemon=True)
