@@ -429,7 +429,7 @@ def main(args: argparse.Namespace) -> int:
     # the file reruns the same way on another machine.
     ran = dataclasses.replace(cfg, mining_dtype=resolve_mining_dtype(cfg.mining_dtype, cfg.mode, ctx))
     run_info = {"config": config_to_dict(ran), "weights": args.weights, "provenance": provenance,
-                "net": {"conv_channels": list(trunk.spec.conv_channels), "fc_width": trunk.spec.fc_width},
+                "net": trunk.spec.to_dict(),
                 "seed": args.seed, "protocol": args.protocol, "device": str(ctx), "threads": threads,
                 "mxnet": mx.__version__,
                 "python": platform.python_version(),
@@ -445,7 +445,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         print(f"mdnet-track: {len(seqs)} sequence(s), weights {args.weights}, "
-              f"widths {trunk.spec.conv_channels}/{trunk.spec.fc_width}, mode {cfg.mode}, trunk {cfg.trunk_dtype}, device {ctx} "
+              f"net {trunk.spec.describe()}, mode {cfg.mode}, trunk {cfg.trunk_dtype}, device {ctx} "
               f"({threads} thread(s)), mxnet {mx.__version__}, seed {args.seed}", flush=True)
 
     failures = 0

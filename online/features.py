@@ -25,9 +25,9 @@ import time
 import mxnet as mx
 import numpy as np
 
-from online import roi, trunk_precision
+from online import roi, trunk_precision, trunks
 from online.crops import crop_regions
-from online.network import FeatureMap, NetSpec, Trunk
+from online.network import Trunk
 
 
 class Timer:
@@ -60,13 +60,16 @@ class CropFeatures:
     """Exact mode: conv1-3 on 107x107 crops of boxes, in fixed batches of `batch`."""
 
     def __init__(self, trunk: Trunk, batch: int, ctx, timer: Timer, precision: str = "fp32"):
-        trunk_precision.check_supported(precision, ctx)
-        self.spec: NetSpec = trunk.spec
+        trunk_precision.check_supported(precision, ctx, trunk=trunks.of(trunk.spec))
+        self.spec = trunk.spec
         self.precision = precision
         self.fp32_convs = trunk.convs
         self.fp32_convs.hybridize(static_alloc=True, static_shape=True)
-        # What runs: the trunk's block (fp32), a bf16 / fp16 copy made now, an int8 copy made on the first call.
-        self.convs = None if precision == "int8" else trunk_precision.convert(self.fp32_convs, precision, ctx)
+        self.backend = trunk_precision.inference_backend(trunks.of(self.spec), ctx)
+        # What runs: the trunk's block (fp32; fused by the trunk's inference backend where it names
+        # one), a bf16 / fp16 copy made now, an int8 copy made on the first call.
+        self.convs = None if precision == "int8" else trunk_precision.convert(self.fp32_convs, precision, ctx,
+                                                                              backend=self.backend)
         self.batch = batch
         self.ctx = ctx
         self.timer = timer
@@ -128,18 +131,21 @@ class RoIFeatures:
 
     def __init__(self, trunk: Trunk, max_side: int, ctx, timer: Timer, stride: int = 8,
                  precision: str = "fp32"):
-        trunk_precision.check_supported(precision, ctx)
-        self.spec: NetSpec = trunk.spec
+        trunk_precision.check_supported(precision, ctx, trunk=trunks.of(trunk.spec))
+        self.spec = trunk.spec
         roi.check_spec(self.spec)
         self.stride = int(stride)
         self.precision = precision
-        self.fp32_maps = FeatureMap(trunk.convs, self.stride)
+        self.fp32_maps = trunk.feature_map(self.stride)
         # Region sizes change from frame to frame: a cached graph re-plans per shape (no static_shape).
         self.fp32_maps.hybridize()
-        # What runs: the block itself (fp32), a bf16 / fp16 copy made now, an int8 copy made on the first
-        # region (calibrated on that region's pixels: the first frame's region around the target).
+        self.backend = trunk_precision.inference_backend(trunks.of(self.spec), ctx)
+        # What runs: the block itself (fp32; fused where the trunk names a backend), a bf16 / fp16
+        # copy made now, an int8 copy made on the first region (calibrated on that region's pixels:
+        # the first frame's region around the target).
         self.maps = (None if precision == "int8"
-                     else trunk_precision.convert(self.fp32_maps, precision, ctx, static_shape=False))
+                     else trunk_precision.convert(self.fp32_maps, precision, ctx, static_shape=False,
+                                                  backend=self.backend))
         self.max_side = int(max_side)
         self.ctx = ctx
         self.timer = timer

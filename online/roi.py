@@ -26,6 +26,14 @@ mode's conv3 cells are, so that for a box lying on the map's grid both are the s
   points outside read the map's edge). Image pixels outside the frame are the mean (128), as in
   exact crops.
 
+The numbers above are VGG-M's. Every function reads the geometry from the trunk's spec
+(online/trunks): `map_stride` (16), `map_centre0` (where cell 0 of a crop's map is centred: 37.5 for
+VGG-M's valid convolutions, 0.5 for MobileNetV2's padded ones), `map_field(stride)` (a region of
+field + stride (cells - 1) px gives `cells` cells: 75 for VGG-M, the stride for padded convs) and
+`map_margin` (region px kept around every sample point). A crop's grid of cells need not be
+centred in the crop (MobileNetV2's sits 5 px up-left of centre): RoIs keep the same offset, in
+box units, so a box's pooled cells fall where its exact crop's are.
+
 Pretraining and the tracker both use these functions; nothing here knows which one calls.
 """
 from __future__ import annotations
@@ -36,17 +44,23 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-STRIDE = 16  # conv3 stride in input pixels
-FIELD = 75  # conv3 receptive field in input pixels
+STRIDE = 16  # VGG-M conv3 stride in input pixels
+FIELD = 75  # VGG-M conv3 receptive field in input pixels
 SCALE_STEP = 2.0 ** (1.0 / 8.0)  # region scales are powers of this
 
 
 def check_spec(spec) -> None:
-    """Fast mode needs the crop's conv3 cells centred in the crop (true for MDNet's 107/16)."""
+    """Fast mode needs a crop's map to cover the crop (VGG-M: input_size = 75 + 16 (cells - 1))."""
     cells = spec.conv3_size
-    if cells < 1 or spec.input_size - FIELD != STRIDE * (cells - 1):
-        raise ValueError(f"fast mode needs input_size = {FIELD} + {STRIDE} x (cells - 1); "
-                         f"input_size {spec.input_size} gives conv3 {cells}x{cells}")
+    field = spec.map_field(spec.map_stride)
+    if cells < 1 or spec.input_size - field > spec.map_stride * (cells - 1):
+        raise ValueError(f"fast mode needs input_size <= {field} + {spec.map_stride} x (cells - 1); "
+                         f"input_size {spec.input_size} gives a {cells}x{cells} map")
+
+
+def grid_offset(spec) -> float:
+    """Crop px from the crop's centre to the centre of its map's grid of cells (0 for VGG-M)."""
+    return spec.map_centre0 + spec.map_stride * (spec.conv3_size - 1) / 2.0 - spec.input_size / 2.0
 
 
 def inner_size(spec) -> int:
@@ -72,9 +86,10 @@ class Region:
     sy: float
     x0: int  # top-left in scaled-image px, a multiple of STRIDE
     y0: int
-    width: int  # region px: FIELD + stride x (cells - 1)
+    width: int  # region px: field + stride x (cells - 1)
     height: int
     stride: int = STRIDE  # map stride: 16 (conv3 as in MDNet) or 8 (dense: pool2 stride 1, conv3 dilated)
+    field: int = FIELD  # the trunk's spec.map_field(stride): 75 for VGG-M, the stride for padded convs
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -83,7 +98,7 @@ class Region:
     @property
     def cells(self) -> tuple[int, int]:
         """conv3 map size (width, height)."""
-        return ((self.width - FIELD) // self.stride + 1, (self.height - FIELD) // self.stride + 1)
+        return ((self.width - self.field) // self.stride + 1, (self.height - self.field) // self.stride + 1)
 
     @property
     def extent(self) -> tuple[int, int, int, int]:
@@ -104,57 +119,59 @@ class Region:
         st = self.stride
 
         def grow(x0: int, size: int) -> tuple[int, int]:
-            cells = (size - FIELD) // st + 1
+            cells = (size - self.field) // st + 1
             extra = -cells % step
             if size + st * extra > max_side:
                 return x0, size
             return x0 - st * (extra // 2), size + st * extra
         x0, w = grow(self.x0, self.width)
         y0, h = grow(self.y0, self.height)
-        return Region(self.sx, self.sy, x0, y0, w, h, st)
+        return Region(self.sx, self.sy, x0, y0, w, h, st, self.field)
 
     def union(self, other: "Region") -> "Region":
         a, b = self.extent, other.extent
         return _snap(self.sx, self.sy, min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]),
-                     self.stride)
+                     self.stride, self.field)
 
 
-def _span(lo: float, hi: float, stride: int) -> tuple[int, int]:
-    """Smallest lattice-aligned window [x0, x0 + FIELD + stride k) containing [lo, hi)."""
+def _span(lo: float, hi: float, stride: int, field: int) -> tuple[int, int]:
+    """Smallest lattice-aligned window [x0, x0 + field + stride k) containing [lo, hi)."""
     x0 = int(math.floor(lo / stride)) * stride
-    k = max(int(math.ceil((hi - x0 - FIELD) / stride)), 0)
-    return x0, FIELD + stride * k
+    k = max(int(math.ceil((hi - x0 - field) / stride)), 0)
+    return x0, field + stride * k
 
 
-def _snap(sx, sy, u1, v1, u2, v2, stride: int) -> Region:
-    x0, w = _span(u1, u2, stride)
-    y0, h = _span(v1, v2, stride)
-    return Region(sx, sy, x0, y0, w, h, stride)
+def _snap(sx, sy, u1, v1, u2, v2, stride: int, field: int) -> Region:
+    x0, w = _span(u1, u2, stride, field)
+    y0, h = _span(v1, v2, stride, field)
+    return Region(sx, sy, x0, y0, w, h, stride, field)
 
 
 def _sample_span(boxes: np.ndarray, sx: float, sy: float, spec):
     """Scaled-image centres and the half-spread of each box's outer sample points (x and y)."""
     inner = inner_size(spec)
     half_cells = (spec.conv3_size - 1) / 2.0
-    cu = (boxes[:, 0] + boxes[:, 2] / 2) / sx
-    cv = (boxes[:, 1] + boxes[:, 3] / 2) / sy
-    pu = boxes[:, 2] / sx * STRIDE / inner  # sample pitch in region px
-    pv = boxes[:, 3] / sy * STRIDE / inner
+    off = grid_offset(spec) / inner  # the grid's centre, in box sizes from the box's centre
+    cu = (boxes[:, 0] + boxes[:, 2] * (0.5 + off)) / sx
+    cv = (boxes[:, 1] + boxes[:, 3] * (0.5 + off)) / sy
+    pu = boxes[:, 2] / sx * spec.map_stride / inner  # sample pitch in region px
+    pv = boxes[:, 3] / sy * spec.map_stride / inner
     return cu, cv, half_cells * pu, half_cells * pv
 
 
 def cover(boxes, scale: tuple[float, float], spec, max_side: int, anchor=None, stride: int = STRIDE) -> Region:
-    """The region at `scale` whose conv3 map reaches every sample point of every box, with the full
-    receptive field; at most `max_side` px per side (then centred on `anchor`, default the boxes'
-    mean centre)."""
+    """The region at `scale` whose map reaches every sample point of every box, with the spec's
+    margin (VGG-M: the full receptive field); at most `max_side` px per side (then centred on
+    `anchor`, default the boxes' mean centre)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     sx, sy = scale
+    field = spec.map_field(stride)
     cu, cv, hu, hv = _sample_span(boxes, sx, sy, spec)
-    m = FIELD / 2.0
+    m = spec.map_margin
     u1, u2 = float((cu - hu).min()) - m, float((cu + hu).max()) + m
     v1, v2 = float((cv - hv).min()) - m, float((cv + hv).max()) + m
-    region = _snap(sx, sy, u1, v1, u2, v2, stride)
-    limit = FIELD + stride * max((int(max_side) - FIELD) // stride, 0)
+    region = _snap(sx, sy, u1, v1, u2, v2, stride, field)
+    limit = field + stride * max((int(max_side) - field) // stride, 0)
     if region.width <= limit and region.height <= limit:
         return region
     if anchor is None:
@@ -169,7 +186,7 @@ def cover(boxes, scale: tuple[float, float], spec, max_side: int, anchor=None, s
         return int(math.floor((c - limit / 2.0) / stride)) * stride, limit
     x0, w = fit(region.x0, region.width, ac)
     y0, h = fit(region.y0, region.height, av)
-    return Region(sx, sy, x0, y0, w, h, stride)
+    return Region(sx, sy, x0, y0, w, h, stride, field)
 
 
 def window(anchor, spec, max_side: int, image_size) -> tuple[float, float, float, float]:
@@ -178,7 +195,7 @@ def window(anchor, spec, max_side: int, image_size) -> tuple[float, float, float
     are drawn here: a small target in a large image would otherwise need a huge map)."""
     a = np.asarray(anchor, dtype=np.float64)
     sx, sy = region_scale(a, spec)
-    reach = (max_side / 2.0 - FIELD / 2.0 - STRIDE * (spec.conv3_size - 1) / 2.0)  # region px
+    reach = (max_side / 2.0 - spec.map_margin - spec.map_stride * (spec.conv3_size - 1) / 2.0)  # region px
     cx, cy = a[0] + a[2] / 2, a[1] + a[3] / 2
     half_w = max(reach * sx, 0.0) + a[2] / 2
     half_h = max(reach * sy, 0.0) + a[3] / 2
@@ -196,13 +213,14 @@ def rois(boxes, region: Region, spec, batch_index: int = 0) -> np.ndarray:
     inner = inner_size(spec)
     n = spec.conv3_size
     st = region.stride
-    first = FIELD / 2.0  # continuous coordinate of cell 0's centre in region px
-    # Centre in map cells; half the RoI = n/2 bins, a bin = the crop's cell pitch (STRIDE crop px,
-    # i.e. STRIDE x box px / inner at region scale) in map cells of `st` px.
+    first = spec.map_centre0  # continuous coordinate of cell 0's centre in region px
+    pitch = spec.map_stride  # a crop's cell pitch in crop px
+    # Centre in map cells; half the RoI = n/2 bins, a bin = the crop's cell pitch (pitch crop px,
+    # i.e. pitch x box px / inner at region scale) in map cells of `st` px.
     c = (cu - region.x0 - first) / st
     r = (cv - region.y0 - first) / st
-    hw = n / 2.0 * boxes[:, 2] / region.sx / inner * STRIDE / st
-    hh = n / 2.0 * boxes[:, 3] / region.sy / inner * STRIDE / st
+    hw = n / 2.0 * boxes[:, 2] / region.sx / inner * pitch / st
+    hh = n / 2.0 * boxes[:, 3] / region.sy / inner * pitch / st
     out = np.empty((len(boxes), 5), dtype=np.float32)
     out[:, 0] = batch_index
     out[:, 1] = c - hw

@@ -9,8 +9,14 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# cluster/configs/real-cpu.yaml on ../shared/pool + the fetched VOT/LaSOT pool (docs/pretraining.md: "Real video"); mdnet-track's default.
-DEFAULT_WEIGHTS = REPO / "models" / "mdnet-real-cpu.h5"
+# mdnet-track's default: cluster/configs/real-mobilenetv2.yaml, multi-domain pretraining of fc4-fc6 on
+# a frozen ImageNet MobileNetV2 trunk, on ../shared/pool + the fetched VOT/LaSOT pool
+# (docs/pretraining.md: "The shipped models").
+DEFAULT_WEIGHTS = REPO / "models" / "mdnet-mobilenetv2.h5"
+# The VGG-M model (cluster/configs/real-cpu.yaml, from random init: no ImageNet VGG-M reaches these
+# machines): the paper's network, the one compared with py-MDNet side by side.
+VGGM_WEIGHTS = REPO / "models" / "mdnet-vggm-real-cpu.h5"
+SHIPPED = (DEFAULT_WEIGHTS, VGGM_WEIGHTS)
 
 
 def code_commit() -> str:

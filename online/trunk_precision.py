@@ -16,7 +16,7 @@ run in fp32 exactly as before, on features that differ by the trunk's rounding.
   convolutions (tensor cores on Volta and later). LRN stays fp32 here too, for range rather than
   speed: it is on AMP's own float16 fp32 list ("possible overflows"), and its sum of squares over 5
   channels does overflow fp16 (max 65504) -- conv1's ReLU output reaches ~520-570 on OTB Crossing
-  crops, and 2.6% (trained weights, models/mdnet-real-cpu.h5) / 5.5% (random:0) of conv1's LRN
+  crops, and 2.6% (trained weights, models/mdnet-vggm-real-cpu.h5) / 5.5% (random:0) of conv1's LRN
   windows have a sum of squares above 65504 (up to 3.5e5 / 4.3e5); conv2's and conv3's stay below
   2.5e4. So the graph is conv+ReLU in fp16 -> cast -> LRN -> pool (fp32) -> cast -> next conv, with
   fp16 weights. Expected error, emulated on the CPU (inputs, weights and conv outputs rounded to
@@ -83,11 +83,17 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> set:
     return set()
 
 
-def check_supported(dtype: str, ctx, flags: set | None = None, field: str = "trunk_dtype") -> None:
+def check_supported(dtype: str, ctx, flags: set | None = None, field: str = "trunk_dtype",
+                    trunk=None) -> None:
     """Raise ConfigError when `dtype` cannot run at speed on `ctx` (flags: this CPU's, by default).
-    `field`: the TrackerConfig key being checked (trunk_dtype, or mining_dtype for the fc mining pass)."""
+    `field`: the TrackerConfig key being checked (trunk_dtype, or mining_dtype for the fc mining pass).
+    `trunk`: the trunk module (online/trunks) whose convs run at `dtype`; its PRECISIONS lists what
+    has been built and measured for it."""
     if dtype not in TRUNK_DTYPES:
         raise ConfigError(f"TrackerConfig.{field} must be one of {', '.join(TRUNK_DTYPES)}, got {dtype!r}")
+    if trunk is not None and dtype not in trunk.PRECISIONS:
+        raise ConfigError(f"TrackerConfig.{field}={dtype} is not available for the {trunk.Spec.TRUNK} trunk "
+                          f"(it runs {', '.join(trunk.PRECISIONS)})")
     if dtype == "fp32":
         return
     # Decided from the context object alone: mx.gpu(N) is never touched here.
@@ -250,11 +256,30 @@ def int8_symbol(block, ctx, calib: list):
     return qsym, qparams
 
 
-def convert(block, dtype: str, ctx, calib: list | None = None, static_shape: bool = True):
-    """`block` itself for fp32, else a converted copy (its own parameter arrays; the trunk's
-    fp32 weights are not touched). int8 needs `calib`; `check_supported` is the caller's (fp16
-    converts anywhere but runs on a GPU only)."""
+def inference_backend(trunk, ctx) -> str | None:
+    """The subgraph backend the trunk's fp32 inference graph is partitioned with on `ctx`, or None.
+
+    MobileNetV2 names MKLDNN: its ReLU6 (`clip`) runs outside oneDNN in a plain hybridized graph,
+    converting every conv output out of and back into oneDNN's blocked layout (256 crops: 6.1 s);
+    the MKLDNN partition fuses it into the convolution as a bounded ReLU (1.1-1.3 s). VGG-M names
+    none: its graph is already oneDNN's throughout, and exact mode stays bitwise what it was."""
+    import mxnet as mx
+    backend = getattr(trunk, "INFERENCE_BACKEND", None)
+    if backend == "MKLDNN" and (ctx.device_type != "cpu" or not mx.runtime.Features().is_enabled("MKLDNN")):
+        return None
+    return backend
+
+
+def convert(block, dtype: str, ctx, calib: list | None = None, static_shape: bool = True,
+            backend: str | None = None):
+    """`block` itself for fp32 (partitioned with `backend` when given: a SymbolBlock over the same
+    parameter arrays), else a converted copy (its own parameter arrays; the trunk's fp32 weights
+    are not touched). int8 needs `calib`; `check_supported` is the caller's (fp16 converts anywhere
+    but runs on a GPU only)."""
     if dtype == "fp32":
+        if backend:
+            sym, params = fp32_symbol(block)
+            return symbol_block(sym.get_backend_symbol(backend), params, ctx, static_shape)
         return block
     if dtype in AMP_TARGETS:
         return symbol_block(*amp_symbol(block, dtype), ctx, static_shape)

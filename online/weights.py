@@ -3,9 +3,12 @@
 Layout (format "mdnet-weights", version 1):
 
     /params/<name>        float32 dataset per shared parameter (conv1_weight .. fc5_bias)
-    root attributes       format, format_version, input_size, padding, mean, conv_channels,
-                          fc_width, dropout, lrn_nsize, lrn_alpha, lrn_beta, lrn_knorm, lrn_note,
-                          provenance (a JSON string: config, steps, datasets, time, commit ...)
+    root attributes       format, format_version, trunk (online/trunks registry name; absent in
+                          files written before it: vggm), the trunk spec's keys (VGG-M:
+                          input_size, padding, mean, conv_channels, fc_width, dropout, lrn_nsize,
+                          lrn_alpha, lrn_beta, lrn_knorm, lrn_note; MobileNetV2: last_block,
+                          norm_mean, norm_std, ...), provenance (a JSON string: config, steps,
+                          datasets, time, commit ...)
 
 Plain arrays and attributes only, no pickle: the file does not depend on module paths and any
 HDF5 reader can inspect it (`h5dump -A weights.h5`). The preprocessing (input size, padding, mean)
@@ -30,6 +33,7 @@ import mxnet as mx
 import numpy as np
 
 from online.atomic import atomic_write
+from online import trunks
 from online.network import NetSpec, Trunk, init_trunk, param_names, shared_params
 
 FORMAT = "mdnet-weights"
@@ -48,7 +52,7 @@ class WeightFileError(ValueError):
 
 @dataclass(frozen=True)
 class WeightFile:
-    spec: NetSpec
+    spec: object  # the trunk's spec (online/trunks): NetSpec for VGG-M
     params: dict  # name -> float32 np.ndarray, names and shapes as param_names(spec)
     provenance: dict  # whatever the writer recorded, plus "created"
     path: str
@@ -82,27 +86,34 @@ def _json_default(obj):
     raise TypeError(f"provenance value of type {type(obj).__name__} is not JSON data: {obj!r}")
 
 
-def _check_names_and_shapes(found: dict, spec: NetSpec, where: str) -> None:
+def _net_words(spec) -> str:
+    # How errors name the network: VGG-M by its widths (as before the registry), others by trunk.
+    if hasattr(spec, "conv_channels"):
+        return f"conv_channels={spec.conv_channels}, fc_width={spec.fc_width}"
+    return f"{spec.describe()}"
+
+
+def _check_names_and_shapes(found: dict, spec, where: str) -> None:
     """Raise WeightFileError unless `found` (name -> shape) is exactly param_names(spec)."""
     expected = param_names(spec)
     missing = [n for n in expected if n not in found]
     unexpected = sorted(n for n in found if n not in expected)
     if missing or unexpected:
+        if len(missing) > 8:
+            missing = missing[:8] + [f"... {len(missing) - 8} more"]
         raise WeightFileError(
-            f"{where}: parameter names do not match the network (conv_channels="
-            f"{spec.conv_channels}, fc_width={spec.fc_width}); missing: {missing or 'none'}; "
-            f"unexpected: {unexpected or 'none'}")
+            f"{where}: parameter names do not match the network ({_net_words(spec)}); "
+            f"missing: {missing or 'none'}; unexpected: {unexpected[:8] or 'none'}")
     wrong = [f"{n}: expected {tuple(shape)}, found {tuple(found[n])}"
              for n, shape in expected.items() if tuple(found[n]) != tuple(shape)]
     if wrong:
         raise WeightFileError(
-            f"{where}: parameter shapes do not match the network (conv_channels="
-            f"{spec.conv_channels}, fc_width={spec.fc_width}, input_size={spec.input_size}): "
-            + "; ".join(wrong))
+            f"{where}: parameter shapes do not match the network ({_net_words(spec)}, "
+            f"input_size={spec.input_size}): " + "; ".join(wrong))
 
 
-def save_weights(path, params: dict, spec: NetSpec, provenance: dict | None = None) -> None:
-    """Write the 10 shared params and `spec` to `path` atomically (temp file + os.replace)."""
+def save_weights(path, params: dict, spec, provenance: dict | None = None) -> None:
+    """Write the shared params and `spec` to `path` atomically (temp file + os.replace)."""
     path = os.fspath(path)
     arrays = {name: _to_numpy(v) for name, v in params.items()}
     _check_names_and_shapes({n: a.shape for n, a in arrays.items()}, spec,
@@ -122,10 +133,11 @@ def save_weights(path, params: dict, spec: NetSpec, provenance: dict | None = No
             f.attrs["format_version"] = FORMAT_VERSION
             for key, value in spec.to_dict().items():
                 f.attrs[key] = np.asarray(value, dtype=np.int64) if key == "conv_channels" else value
-            f.attrs["lrn_note"] = LRN_NOTE
+            if hasattr(spec, "lrn"):
+                f.attrs["lrn_note"] = LRN_NOTE
             f.attrs["provenance"] = prov_json
             group = f.create_group("params")
-            for name in param_names(spec):  # fixed order: conv1_weight .. fc5_bias
+            for name in param_names(spec):  # fixed order: the convs, then fc4 and fc5
                 group.create_dataset(name, data=arrays[name])
     atomic_write(path, write)
 
@@ -212,17 +224,14 @@ def load_weights(path) -> WeightFile:
         raise WeightFileError(f"{path}: format_version {found!r} is not supported "
                               f"(this code reads versions {list(SUPPORTED_VERSIONS)})")
     try:
-        spec = NetSpec.from_dict(attrs)
+        spec = trunks.spec_from_dict(attrs)
     except KeyError as e:
         raise WeightFileError(f"{path}: {e.args[0]} (metadata attributes)") from e
     except (TypeError, ValueError) as e:
         raise WeightFileError(f"{path}: malformed metadata attribute ({e})") from e
-    if len(spec.conv_channels) != 3:
-        raise WeightFileError(f"{path}: conv_channels must have 3 values, "
-                              f"found {spec.conv_channels}")
-    if spec.input_size - 2 * spec.padding <= 0 or spec.conv3_size <= 0:
-        raise WeightFileError(f"{path}: input_size {spec.input_size} with padding {spec.padding} "
-                              f"does not give a valid network")
+    problem = spec.validate()
+    if problem:
+        raise WeightFileError(f"{path}: {problem}")
     if not has_group:
         raise WeightFileError(f"{path}: no /params group (no weights stored)")
     _check_names_and_shapes(shapes, spec, f"weight file {path}")
@@ -308,7 +317,7 @@ def parse_random_seed(weights: str) -> int | None:
     return seed
 
 
-def build_trunk(weights, ctx=None, spec: NetSpec | None = None) -> tuple:
+def build_trunk(weights, ctx=None, spec=None) -> tuple:
     """(trunk, provenance) from a weight file path or `random:SEED`.
 
     Provenance is {"source": "random", "seed": SEED} for a random trunk, and
@@ -323,9 +332,12 @@ def build_trunk(weights, ctx=None, spec: NetSpec | None = None) -> tuple:
         return trunk, {"source": "random", "seed": seed}
     wf = load_weights(weights)
     if spec is not None and spec != wf.spec:
+        if type(spec) is not type(wf.spec):
+            raise WeightFileError(f"weight file {weights} holds a {wf.spec.TRUNK} trunk, "
+                                  f"{spec.TRUNK} was requested")
         diff = [f"{f.name}: requested {getattr(spec, f.name)!r}, file has "
                 f"{getattr(wf.spec, f.name)!r}"
-                for f in dataclasses.fields(NetSpec)
+                for f in dataclasses.fields(type(spec))
                 if getattr(spec, f.name) != getattr(wf.spec, f.name)]
         raise WeightFileError(f"weight file {weights} was saved with a different network: "
                               + "; ".join(diff))

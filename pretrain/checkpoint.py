@@ -169,9 +169,9 @@ class CheckpointMeta:
         return self.step / self.steps_per_cycle
 
     def net_spec(self):
-        from online.network import NetSpec
+        from online import trunks
         try:
-            return NetSpec.from_dict(self.spec)
+            return trunks.spec_from_dict(self.spec)
         except KeyError as e:
             raise CheckpointError(f"{META}: key 'spec' lacks {e}") from None
         except (TypeError, ValueError) as e:

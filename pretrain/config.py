@@ -44,21 +44,27 @@ class OutlierConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    conv_channels: tuple[int, int, int] = opt((96, 256, 512), "conv1-3 output channels (VGG-M: 96, 256, 512)")
+    trunk: str = opt("vggm", "conv trunk (online/trunks): vggm (VGG-M conv1-3, the paper's) | mobilenetv2 (ImageNet MobileNetV2 features.0-N, BN folded; start from `mdnet-import` of torchvision's file and keep it frozen: optim.lr_mult_conv 0)")
+    conv_channels: tuple[int, int, int] = opt((96, 256, 512), "vggm: conv1-3 output channels (VGG-M: 96, 256, 512)")
+    last_block: int = opt(13, "mobilenetv2: last block kept, features.0-N (7-13: stride 16; 13: 96 channels, a 7x7 map of a 107 px crop)")
     fc_width: int = opt(512, "fc4 / fc5 width (VGG-M MDNet: 512)")
     dropout: float = opt(0.5, "dropout after fc4 and fc5")
     mode: str = opt("exact", "exact: every sample cropped to 107x107 and run through conv1-3 (MDNet) | fast: one region per frame through conv1-3, every sample and the whole mining pool pooled from its conv3 map with RoIAlign (RT-MDNet; online/roi.py), so a large mining.pool costs little")
     max_region: int = opt(1024, "fast mode: largest region side (px at the target's scale, where the target is 75 px); a frame's region covers all its samples up to this, beyond it (centred on the target) samples read the map's edge. Bounds memory; the default samplers need at most ~850 px on OTB/VOT/UAV123 frames")
 
     def spec(self):
-        from online.network import NetSpec  # imported late: the CLI sets thread counts before mxnet loads
-        return NetSpec(conv_channels=tuple(self.conv_channels), fc_width=self.fc_width, dropout=self.dropout)
+        from online import trunks  # imported late: the CLI sets thread counts before mxnet loads
+        spec_cls = trunks.get(self.trunk).Spec
+        # The model keys this trunk's spec takes (conv_channels for vggm, last_block for mobilenetv2).
+        own = {k: (tuple(getattr(self, k)) if isinstance(getattr(self, k), (list, tuple)) else getattr(self, k))
+               for k in spec_cls.MODEL_KEYS}
+        return spec_cls(fc_width=self.fc_width, dropout=self.dropout, **own)
 
 
 @dataclass(frozen=True)
 class InitConfig:
     weights: Optional[str] = opt(None, "weight file (.h5) to start from; null = paper init (online.network.init_trunk)")
-    layers: tuple[str, ...] = opt(("conv1", "conv2", "conv3"), "layers copied from init.weights (MDNet: conv1-3 from ImageNet VGG-M); others keep the paper init")
+    layers: tuple[str, ...] = opt(("conv1", "conv2", "conv3"), "layers copied from init.weights (MDNet: conv1-3 from ImageNet VGG-M; `convs`: every conv layer of the trunk, e.g. MobileNetV2's); others keep the paper init")
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ class MiningConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     lr: float = opt(1e-4, "base learning rate (conv layers; MDNet 1e-4)")
-    lr_mult_conv: float = opt(1.0, "lr multiplier of conv1-3")
+    lr_mult_conv: float = opt(1.0, "lr multiplier of the conv trunk; 0 freezes it (no gradient computed or allreduced)")
     lr_mult_fc: float = opt(10.0, "lr multiplier of fc4 and fc5 (MDNet x10)")
     lr_mult_branch: float = opt(10.0, "lr multiplier of the fc6 branches (MDNet x10); each branch is updated only when its domain comes up, so small runs may want it higher than lr_mult_fc")
     momentum: float = opt(0.9, "SGD momentum")
@@ -183,8 +189,11 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
          f"{cfg.runtime.device!r} is not one of auto, cpu, gpu")
     need(cfg.schedule.kind in SCHEDULES, "schedule.kind",
          f"{cfg.schedule.kind!r} is not one of {', '.join(SCHEDULES)}")
-    bad = [l for l in cfg.init.layers if l not in LAYERS]
-    need(not bad, "init.layers", f"unknown layers {bad}; valid: {', '.join(LAYERS)}")
+    # "convs" is every conv layer of the trunk (MobileNetV2 has 40, named mb<N>_<conv>); conv1-3
+    # are VGG-M's; fc4 / fc5 are every trunk's.
+    valid = ("convs",) + tuple(LAYERS)
+    bad = [l for l in cfg.init.layers if l not in valid]
+    need(not bad, "init.layers", f"unknown layers {bad}; valid: {', '.join(valid)}")
     need(0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
     for key in ("frames", "pos", "neg"):
         need(getattr(cfg.sampling, key) >= 1, f"sampling.{key}", f"must be >= 1, got {getattr(cfg.sampling, key)}")
@@ -203,6 +212,17 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     need(len(cfg.model.conv_channels) == 3 and min(cfg.model.conv_channels) >= 1 and cfg.model.fc_width >= 1,
          "model", "conv_channels needs 3 positive widths and fc_width must be positive")
     need(cfg.model.mode in MODES, "model.mode", f"{cfg.model.mode!r} is not one of {', '.join(MODES)}")
+    from online import trunks
+    need(cfg.model.trunk in trunks.TRUNKS, "model.trunk",
+         f"{cfg.model.trunk!r} is not one of {', '.join(sorted(trunks.TRUNKS))}")
+    if cfg.model.trunk in trunks.TRUNKS:
+        problem = cfg.model.spec().validate()
+        need(problem is None, "model", str(problem))
+        # Fast-mode training of the convs goes through map windows (pretrain/windows.py), which
+        # needs valid convolutions: a padded trunk trains only frozen there.
+        need(not (cfg.model.mode == "fast" and cfg.optim.lr_mult_conv > 0
+                  and not trunks.get(cfg.model.trunk).FAST_TRAINABLE), "optim.lr_mult_conv",
+             f"model.trunk {cfg.model.trunk} in fast mode trains its convs only frozen: set optim.lr_mult_conv: 0")
     # A region must hold at least one crop's worth of pixels (107 px: a 3x3 conv3 map).
     need(cfg.model.max_region >= 107, "model.max_region", f"{cfg.model.max_region} must be >= 107 (one crop)")
     need(all(m > 0 for m in cfg.schedule.milestones), "schedule.milestones", "must be positive cycle counts")

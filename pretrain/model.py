@@ -28,24 +28,27 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from online import roi
-from online.network import ConvStage, FeatureMap, NetSpec, Trunk, init_trunk, make_head, shared_params
+from online import roi, trunk_precision, trunks
+from online.network import Trunk, init_trunk, is_fc, layer_of, make_head, shared_params
 from pretrain import windows as W
-
-CONV_LAYERS = ("conv1", "conv2", "conv3")
 
 
 class MultiDomainNet:
-    def __init__(self, spec: NetSpec, owned: dict, ctx):
-        """`owned`: domain index -> domain name, for the branches this rank builds."""
+    def __init__(self, spec, owned: dict, ctx, frozen_convs: bool = False):
+        """`owned`: domain index -> domain name, for the branches this rank builds.
+        `frozen_convs` (optim.lr_mult_conv = 0): the convs get no gradient at all; every conv
+        pass runs the inference graph (the trunk's fused one where it has one, e.g. MobileNetV2)
+        and only fc4-fc6 are in the autograd graph."""
         self.spec, self.ctx = spec, ctx
-        # Training graphs: convs with the LRN gradient fix (online/network.py ConvStage).
+        self.trunk_module = trunks.of(spec)
+        self.frozen_convs = bool(frozen_convs)
+        # Training graphs: convs with the LRN gradient fix (online/trunks/vggm.py ConvStage).
         self.trunk = Trunk(spec, trainable_convs=True)
-        self.fmap = FeatureMap(self.trunk.convs)  # fast mode: same conv parameters, map output
+        self.fmap = self.trunk.feature_map()  # fast mode: same conv parameters, map output
         # Inference graphs over the SAME parameters, without the fix's layout conversions: mining
         # and validation never backpropagate, and their values are bitwise those of the above.
-        self.infer_convs = ConvStage(spec, share=self.trunk.convs)
-        self.infer_fmap = FeatureMap(self.infer_convs)
+        self.infer_convs = self.trunk_module.ConvStage(spec, share=self.trunk.convs)
+        self.infer_fmap = self.trunk.feature_map(convs=self.infer_convs)
         self.branches: dict[int, gluon.nn.Dense] = {d: make_head(spec, f"fc6_{d}") for d in sorted(owned)}
         self.names = dict(owned)
 
@@ -66,19 +69,38 @@ class MultiDomainNet:
         # Fast mode's region size changes every step: a cached graph without static memory.
         self.fmap.hybridize()
         self.infer_fmap.hybridize()
+        if self.frozen_convs:
+            for name, p in self.shared_params().items():
+                if not is_fc(name):
+                    p.grad_req = "null"  # no gradient computed, none allreduced (SharedTrainer skips them)
+            # Frozen weights never change: the inference passes may run a fused copy of them
+            # (MobileNetV2's ReLU6 inside oneDNN's convolutions: ~5x faster than the plain graph).
+            backend = trunk_precision.inference_backend(self.trunk_module, self.ctx)
+            if backend:
+                self.infer_convs = trunk_precision.convert(self.infer_convs, "fp32", self.ctx, backend=backend)
+                self.infer_fmap = trunk_precision.convert(self.infer_fmap, "fp32", self.ctx, static_shape=False,
+                                                          backend=backend)
 
     def _load_init(self, init_cfg, log) -> None:
         from online.weights import WeightFileError, load_params_into, load_weights
         wf = load_weights(init_cfg.weights)
-        wanted = {f"{l}_{k}" for l in init_cfg.layers for k in ("weight", "bias")}
-        params = {n: v for n, v in wf.params.items() if n in wanted}
+        if type(wf.spec) is not type(self.spec):
+            raise WeightFileError(f"init.weights {init_cfg.weights} holds a {wf.spec.TRUNK} trunk; the config "
+                                  f"builds {self.spec.TRUNK} (model.trunk)")
+        # "convs" names every conv layer of the trunk (MobileNetV2 has 40); others are layer names.
+        wanted = set(init_cfg.layers)
+        params = {n: v for n, v in wf.params.items()
+                  if layer_of(n) in wanted or ("convs" in wanted and not is_fc(n))}
         own = shared_params(self.trunk)
         wrong = [f"{n}: file {tuple(v.shape)}, model {tuple(own[n].shape)}"
                  for n, v in params.items() if tuple(v.shape) != tuple(own[n].shape)]
         if wrong:
             raise WeightFileError(f"init.weights {init_cfg.weights}: layers {list(init_cfg.layers)} do not fit "
-                                  f"model widths {self.spec.conv_channels}/{self.spec.fc_width}: " + "; ".join(wrong))
+                                  f"model {self.spec.describe()}: " + "; ".join(wrong))
         loaded = load_params_into(self.trunk, params, allow_missing=True)
+        if not loaded:
+            raise WeightFileError(f"init.weights {init_cfg.weights}: none of layers {list(init_cfg.layers)} is in "
+                                  f"the file (it holds {sorted({layer_of(n) for n in wf.params})[:8]}...)")
         if log:
             log(f"init: {', '.join(init_cfg.layers)} from {init_cfg.weights} ({len(loaded)} arrays); "
                 f"other layers: paper init")
@@ -95,7 +117,7 @@ class MultiDomainNet:
     def set_lr_mults(self, conv: float, fc: float, branch: float) -> None:
         # Read by the optimizer through the Trainer's param_dict: lr = base lr x lr_mult.
         for name, p in self.shared_params().items():
-            p.lr_mult = conv if name.split("_")[0] in CONV_LAYERS else fc
+            p.lr_mult = fc if is_fc(name) else conv
         for head in self.branches.values():
             head.weight.lr_mult = head.bias.lr_mult = branch
 
@@ -104,6 +126,10 @@ class MultiDomainNet:
     def __call__(self, x: mx.nd.NDArray, d: int) -> mx.nd.NDArray:
         """Raw 2-way scores of domain d's branch. Dropout is active only under
         autograd.record(train_mode=True), so the same call serves training and inference."""
+        if self.frozen_convs:
+            with mx.autograd.pause():
+                feats = self.infer_convs(x)
+            return self.branches[d](self.trunk.fcs(feats))
         return self.branches[d](self.trunk(x))
 
     def score(self, crops_u8: np.ndarray, d: int, batch: int) -> np.ndarray:
@@ -147,6 +173,14 @@ class MultiDomainNet:
         region that holds every cell its RoIs sample, then RoIAlign, fc4-fc6 and fc6 of domain d
         for all RoIs at once, in the order given. The training pass of a fast step (call it under
         autograd.record(); dropout as in __call__); the same values as pooling from whole maps."""
+        if self.frozen_convs:
+            # No gradient reaches the convs: pool from the inference maps of the whole regions.
+            with mx.autograd.pause():
+                maps = self.infer_fmap(to_input(regions_u8, self.ctx))
+            return self.pooled(maps, rois, d)
+        if not self.trunk_module.FAST_TRAINABLE:
+            raise ValueError(f"fast-mode pretraining trains the {self.spec.TRUNK} convs only frozen "
+                             f"(optim.lr_mult_conv: 0): its padded convs break the map-window training")
         feats, order = [], []
         for slot, idx, win in W.frame_windows(rois, regions_u8.shape, self.spec.conv3_size):
             maps = self.feature_maps(W.window_pixels(regions_u8, slot, win))
@@ -165,7 +199,7 @@ def to_input(crops_u8: np.ndarray, ctx) -> mx.nd.NDArray:
     return mx.nd.array(crops_u8, ctx=ctx, dtype=np.uint8).astype(np.float32)
 
 
-def branch_init(spec: NetSpec, seed: int, domain_index: int) -> tuple[np.ndarray, np.ndarray]:
+def branch_init(spec, seed: int, domain_index: int) -> tuple[np.ndarray, np.ndarray]:
     """The paper's fc6 init, N(0, 0.01) weights and zero bias, from (seed, domain index)."""
     rng = np.random.default_rng([seed, domain_index, 0xFC6])
     w = rng.normal(0.0, 0.01, (2, spec.fc_width)).astype(np.float32)

@@ -268,7 +268,8 @@ class Pretrainer:
             self.info("outliers: " + describe_counts(d.name, dict(zip(RULES, counts[i].astype(int))), len(d.sequence)))
 
         # Model: trunk + this rank's branches.
-        self.model = MultiDomainNet(self.spec, {i: domains[i].name for i in self.owned}, self.ctx)
+        self.model = MultiDomainNet(self.spec, {i: domains[i].name for i in self.owned}, self.ctx,
+                                    frozen_convs=cfg.optim.lr_mult_conv == 0)
         self.model.initialize(cfg.init, cfg.seed, log=self.info)
         self.model.set_lr_mults(cfg.optim.lr_mult_conv, cfg.optim.lr_mult_fc, cfg.optim.lr_mult_branch)
         self.shared = self.model.shared_params()
@@ -413,7 +414,7 @@ class Pretrainer:
         # Horovod: average the shared gradients over ranks (inside SharedTrainer), then clip the
         # averaged ones only -- identical on every rank, so every rank applies the same update.
         self.shared_trainer.allreduce_grads()
-        grads = [self.shared[n].grad() for n in sorted(self.shared)]
+        grads = [self.shared[n].grad() for n in sorted(self.shared) if self.shared[n].grad_req != "null"]
         if cfg.optim.clip_norm > 0:
             gnorm = mx.gluon.utils.clip_global_norm(grads, cfg.optim.clip_norm, check_isfinite=True)
         else:

@@ -229,7 +229,7 @@ def test_bench_fast_gap_reports_feature_error_by_factor(capsys):
     repo = Path(__file__).resolve().parents[2]
     crossing = repo.parent / "shared" / "data" / "OTB" / "Crossing"
     step = roi.SCALE_STEP
-    argv = ["fast-gap", str(crossing), "--weights", str(repo / "models" / "mdnet-real-cpu.h5"), "--boxes", "12", "--json",
+    argv = ["fast-gap", str(crossing), "--weights", str(repo / "models" / "mdnet-vggm-real-cpu.h5"), "--boxes", "12", "--json",
             "--no-scale-rounding"]
     assert bench.main(bench.build_parser().parse_args(argv)) == 0
     assert roi.SCALE_STEP == step  # the switch is undone

@@ -1,38 +1,48 @@
-"""The shipped model (models/mdnet-real-cpu.h5): small enough to ship, says where it came from,
-and is what mdnet-track uses when --weights is omitted; it tracks a real sequence out of the box."""
+"""The shipped models (models/mdnet-mobilenetv2.h5, the default; models/mdnet-vggm-real-cpu.h5, the
+paper's VGG-M network): small enough to ship, say where they came from, and the default is what
+mdnet-track uses when --weights is omitted; it tracks a real sequence out of the box."""
 import numpy as np
+import pytest
 import yaml
 
 from online import cli
 from online.metrics import overlaps as iou_per_frame
 from online.readers import read_sequence
-from online.shipped import DEFAULT_WEIGHTS
+from online.shipped import DEFAULT_WEIGHTS, SHIPPED, VGGM_WEIGHTS
 from online.weights import load_weights
 from tests.conftest import SHARED_DATA
 
 
-def test_shipped_model_is_small_and_carries_its_provenance():
-    assert DEFAULT_WEIGHTS.is_file(), f"{DEFAULT_WEIGHTS} missing"
-    assert DEFAULT_WEIGHTS.stat().st_size <= 25 * 2**20
-    wf = load_weights(DEFAULT_WEIGHTS)
-    assert wf.spec.conv_channels == (96, 256, 512) and wf.spec.fc_width == 512  # VGG-M widths
-    prov = wf.provenance
-    assert prov["source"] == "mdnet-pretrain"
-    assert prov["config"]["data"]["exclude_overlap"] == ["../shared/data"]  # never trained on the eval set
-    assert prov["domains"] == 29 and prov["steps"] > 0 and prov["world_size"] == 2
-    assert len(prov["commit"].split("+")[0]) == 40
-    # Trained with the corrected conv1/conv2 gradients (the LRN fix, 373d88a) and this recipe.
-    assert prov["config"]["optim"]["lr"] == 1.5e-3 and prov["config"]["data"]["packs"] == ["work/pool.h5",
-                                                                                         "work/extpool.h5"]
+def test_shipped_models_are_small_and_carry_their_provenance():
+    for path in SHIPPED:
+        assert path.is_file(), f"{path} missing"
+        assert path.stat().st_size <= 25 * 2**20
+        prov = load_weights(path).provenance
+        assert prov["source"] == "mdnet-pretrain"
+        assert prov["config"]["data"]["exclude_overlap"] == ["../shared/data"]  # never trained on the eval set
+        assert prov["domains"] == 29 and prov["steps"] > 0 and prov["world_size"] == 2
+        assert len(prov["commit"].split("+")[0]) == 40
+        assert prov["config"]["data"]["packs"] == ["work/pool.h5", "work/extpool.h5"]
+    vgg = load_weights(VGGM_WEIGHTS)
+    assert vgg.spec.TRUNK == "vggm" and vgg.spec.conv_channels == (96, 256, 512) and vgg.spec.fc_width == 512
+    # Trained with the corrected conv1/conv2 gradients (the LRN fix, 373d88a) and its recipe.
+    assert vgg.provenance["config"]["optim"]["lr"] == 1.5e-3
+    mb = load_weights(DEFAULT_WEIGHTS)
+    assert mb.spec.TRUNK == "mobilenetv2" and mb.spec.last_block == 13 and mb.spec.fc_width == 512
+    cfg = mb.provenance["config"]
+    # The ImageNet start, frozen: only fc4-fc6 were pretrained.
+    assert cfg["model"]["trunk"] == "mobilenetv2" and cfg["optim"]["lr_mult_conv"] == 0.0
+    assert cfg["init"]["weights"] == "weights/imagenet-mobilenetv2.h5" and cfg["init"]["layers"] == ["convs"]
 
 
-def test_shipped_model_names_every_training_sequence():
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_model_names_every_training_sequence(path):
     # The training manifest ships beside the model and inside its provenance: every domain with
     # its benchmark, source repository, path and commit; none from an evaluation benchmark outside
     # ../shared/pool, none named like a sequence of ../shared/data.
-    manifest = DEFAULT_WEIGHTS.with_name(DEFAULT_WEIGHTS.stem + ".manifest.tsv")
+    manifest = path.with_name(path.stem + ".manifest.tsv")
     text = manifest.read_text()
-    assert load_weights(DEFAULT_WEIGHTS).provenance["training_manifest"] == text
+    assert load_weights(path).provenance["training_manifest"] == text
     rows = [dict(zip(text.splitlines()[0].split("\t"), line.split("\t"))) for line in text.splitlines()[1:]]
     assert len(rows) == 29
     eval_names = {p.name.lower() for p in SHARED_DATA.glob("*/*")}
@@ -43,7 +53,7 @@ def test_shipped_model_names_every_training_sequence():
         if r["pool_dir"] not in pool_dirs:  # fetched: training benchmarks only
             assert r["benchmark"].startswith(("VOT", "GOT-10k", "LaSOT", "ImageNet-VID", "TrackingNet")), r
     # The unseen-video check (docs/data.md) is on OTB-100 clips the model never trained on.
-    unseen = (DEFAULT_WEIGHTS.parents[1] / "cluster" / "configs" / "unseen-otb-sources.tsv").read_text()
+    unseen = (path.parents[1] / "cluster" / "configs" / "unseen-otb-sources.tsv").read_text()
     unseen_names = {line.split("\t")[0].lower() for line in unseen.splitlines()[1:]}
     assert len(unseen_names) == 8 and not unseen_names & {r["sequence"].lower() for r in rows}
     assert not unseen_names & eval_names

@@ -223,9 +223,9 @@ def test_bench_track_reports_timings(capsys):
     assert bench.main(bench.build_parser().parse_args(argv)) == 0  # no --sequence: a synthetic one
     report = json.loads(capsys.readouterr().out)
     for key in ("fps", "first_frame_s", "net_s_per_frame", "total_s_per_frame", "overhead_ratio", "frames",
-                "widths"):
+                "net"):
         assert key in report, key
-    assert report["frames"] == 3 and report["widths"] == [16, 32, 64, 64] and report["targets"] == 2
+    assert report["frames"] == 3 and report["net"]["conv_channels"] == [16, 32, 64] and report["net"]["fc_width"] == 64 and report["targets"] == 2
     assert 0 < report["net_s_per_frame"] <= report["total_s_per_frame"]
     assert report["overhead_ratio"] >= 1.0
 

@@ -69,7 +69,7 @@ def _jitter(box, n, spread, seed):
 # calibration or scale bug (a wrong range, uint8 vs int8) gives errors of 0.1 and more.
 # fp16 (never run here, no GPU): emulated on the CPU (inputs, weights and conv outputs rounded to
 # fp16, fp32 accumulation, LRN in fp32) 0.0006 for random:0 on 64 Crossing crops, 0.0012 with the
-# trained models/mdnet-real-cpu.h5; fp16 keeps 11 significant bits (2^-11 = 0.0005 per rounding).
+# trained models/mdnet-vggm-real-cpu.h5; fp16 keeps 11 significant bits (2^-11 = 0.0005 per rounding).
 # The bound leaves ~4x for cuDNN's algorithm choice; an fp16 LRN overflowing would give inf / 0.
 BOUNDS = {"bf16": (0.01, 0.9999), "int8": (0.04, 0.999), "fp16": (0.005, 0.99999)}
 

@@ -218,7 +218,7 @@ def bench_track(args) -> int:
         "frames": n,
         "targets": args.targets,
         "weights": args.weights,
-        "widths": list(trunk.spec.conv_channels) + [trunk.spec.fc_width],
+        "net": trunk.spec.to_dict(),
         "device": str(ctx),
         "threads": threads,
         "repeats": args.repeats,

@@ -1,6 +1,6 @@
 """mdnet-bench fast-gap: how far fast mode's features are from exact mode's, and what makes them differ.
 
-    mdnet-bench fast-gap ../shared/data --weights models/mdnet-real-cpu.h5 [--stride 16] [--no-scale-rounding]
+    mdnet-bench fast-gap ../shared/data --weights models/mdnet-vggm-real-cpu.h5 [--stride 16] [--no-scale-rounding]
 
 For the first frame of every sequence under ROOT: boxes drawn by the tracker's own samplers around
 the first box (candidates: gaussian 0.6 / 1.05; positives: gaussian 0.1 / 1.3; update negatives:
@@ -27,7 +27,7 @@ def add_fast_gap_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("fast-gap", help="fast vs exact mode features: error by box kind, scale and lattice offset",
                               description=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("roots", nargs="+", metavar="ROOT", help="benchmark root(s) or sequence folder(s)")
-    p.add_argument("--weights", default="models/mdnet-real-cpu.h5", help="weight file or random:SEED (default the shipped model)")
+    p.add_argument("--weights", default="models/mdnet-vggm-real-cpu.h5", help="weight file or random:SEED (default the shipped model)")
     p.add_argument("--stride", type=int, choices=(8, 16), default=8, help="fast mode's map stride (default 8)")
     p.add_argument("--no-scale-rounding", action="store_true",
                    help="regions at each target's exact scale instead of powers of 2^(1/8)")

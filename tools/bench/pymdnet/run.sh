@@ -2,7 +2,7 @@
 # Run patched py-MDNet on the first N frames of an OTB sequence on the CPU and print the wall
 # time of the whole python process (imports, model load, initial training, tracking).
 #   bash tools/bench/pymdnet/run.sh [N=30]
-# Overridable: PYMDNET_DIR (default ../pymdnet beside the repo: holds src/, venv/, mdnet-real-cpu.pth),
+# Overridable: PYMDNET_DIR (default ../pymdnet beside the repo: holds src/, venv/, mdnet-vggm-real-cpu.pth),
 # SEQ (default ../shared/data/OTB/Crossing),
 # MODEL, THREADS (2), PYMDNET_LRN (matconvnet | pymdnet, see README.md).
 set -euo pipefail
@@ -10,7 +10,7 @@ N=${1:-30}
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 PYMDNET_DIR=${PYMDNET_DIR:-$REPO/../pymdnet}
 SEQ=${SEQ:-$REPO/../shared/data/OTB/Crossing}
-MODEL=${MODEL:-$PYMDNET_DIR/mdnet-real-cpu.pth}
+MODEL=${MODEL:-$PYMDNET_DIR/mdnet-vggm-real-cpu.pth}
 THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS MPLBACKEND=Agg
 export PYMDNET_LRN=${PYMDNET_LRN:-matconvnet}
