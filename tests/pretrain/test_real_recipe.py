@@ -36,3 +36,34 @@ def test_real_recipe_pretrains_from_a_pack_and_exports(shared_pool, run_pretrain
     assert prov["commit"] and prov["commit_source"] == "checkpoint"
     with h5py.File(weights, "r") as f:
         assert json.loads(f.attrs["provenance"])["config"]["sampling"]["frames"] == recipe["sampling"]["frames"]
+
+
+MBV2_RECIPE = REPO / "cluster" / "configs" / "real-mobilenetv2.yaml"
+
+
+def test_mobilenetv2_recipe_pretrains_frozen_from_the_imagenet_start(shared_pool, run_pretrain, tmp_path):
+    """The default model's recipe as it is (MobileNetV2 from weights/imagenet-mobilenetv2.h5, which
+    `make install` imports; trunk frozen; fast mode) on a small real pack under horovodrun -np 2:
+    the exported trunk is the ImageNet start bit for bit, fc4/fc5 moved."""
+    import numpy as np
+
+    from online.weights import load_weights
+
+    start = REPO / "weights" / "imagenet-mobilenetv2.h5"
+    assert start.is_file(), f"{start} missing: `make install` imports it"
+    pack = tmp_path / "pool.h5"
+    roots = [shared_pool / "OTB" / "Deer", shared_pool / "OTB" / "KiteSurf"]
+    assert main(build_parser().parse_args(["pack", *map(str, roots), "--out", str(pack), "--frames", "20"])) == 0
+    run = tmp_path / "run"
+    proc = run_pretrain(2, "--config", MBV2_RECIPE, "--out", run, "--set", f"data.packs=[{pack}]",
+                        "--set", f"init.weights={start}", "--set", "train.stop_at_step=3", timeout=300)
+    log = proc.stdout + proc.stderr
+    assert "init: convs from" in log and "(78 arrays)" in log, log[-3000:]
+    weights = tmp_path / "w.h5"
+    prov = export(run, weights)
+    assert prov["steps"] == 3 and prov["config"]["model"]["trunk"] == "mobilenetv2"
+    got, imagenet = load_weights(weights), load_weights(start)
+    assert got.spec == imagenet.spec
+    convs = [n for n in imagenet.params if not n.startswith(("fc4", "fc5"))]
+    assert len(convs) == 78 and all(np.array_equal(got.params[n], imagenet.params[n]) for n in convs)
+    assert not np.array_equal(got.params["fc4_weight"], imagenet.params["fc4_weight"])
