@@ -18,7 +18,6 @@ classifier are left out (logged). fc4/fc5 get the paper init seeded by --seed: t
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from datetime import datetime, timezone
@@ -26,17 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.weights.mat_import import sha256
 from tools.weights.torch_legacy import TorchFileError, read_state_dict
 
 BN_EPS = 1e-5  # torchvision's BatchNorm2d default, which MobileNetV2 uses
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fold_bn(w: np.ndarray, g, beta, mean, var, eps: float = BN_EPS) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +105,7 @@ def convert(path, out, member: str | None = None, last_block: int = 13, seed: in
     if unknown:  # a mismatch between the mapping and the trunk's names: ours, never the file's
         raise AssertionError(f"mapped names the trunk lacks: {unknown[:5]}")
     all_params.update(params)
-    digest = _sha256(path)
+    digest = sha256(path)
     log(f"{prog}: {where} (sha256 {digest[:16]}..., {len(sd)} entries): MobileNetV2 features.0-"
         f"{last_block}, BatchNorm folded (eps {BN_EPS:g}); {len(params)} arrays")
     if left:
