@@ -11,6 +11,9 @@ this package asks which trunk it has):
 - `FeatureMap(convs, stride)`: the same parameters, map output, stride 16 or 8 (fast mode).
 - `init_convs(convs, ctx, seed)`: a random start (`random:SEED`).
 - `FAST_TRAINABLE`: whether fast-mode pretraining can train the convs on map windows.
+- `PRECISIONS`: the inference precisions built and measured for it (online/trunk_precision.py).
+- `INFERENCE_BACKEND`: the subgraph backend its fp32 inference graph is partitioned with (or None).
+- `Spec.MODEL_KEYS`: the pretraining config's model keys its spec takes (pretrain/config.py).
 
 | name | module | what |
 |---|---|---|
