@@ -87,7 +87,11 @@ class CropFeatures:
     def window(self, anchor, image_size) -> None:
         return None  # exact crops reach anywhere: whole-image negatives use the whole image
 
-    def __call__(self, image: np.ndarray, groups: list) -> list[mx.nd.NDArray]:
+    def covered(self, boxes, anchor) -> np.ndarray:
+        """Every box can be cropped: all True (see RoIFeatures.covered)."""
+        return np.ones(len(_as_boxes(boxes)), dtype=bool)
+
+    def __call__(self, image: np.ndarray, groups: list, reuse: bool = False) -> list[mx.nd.NDArray]:
         boxes = [_as_boxes(b) for b, _ in groups]
         return split_rows(self.crops(image, np.concatenate(boxes)), [len(b) for b in boxes])
 
@@ -162,10 +166,43 @@ class RoIFeatures:
         `anchor`: where fast mode draws whole-image negatives when the image is larger than that."""
         return roi.window(anchor, self.spec, self.max_side, image_size)
 
-    def _map_for(self, image: np.ndarray, region: roi.Region) -> tuple[roi.Region, mx.nd.NDArray]:
+    def covered(self, boxes, anchor, searched=None) -> np.ndarray:
+        """Which boxes have every sample point (and the spec's margin) inside a map this image
+        already has at `anchor`'s scale: their features can be pooled without another conv pass
+        (TrackerConfig.stored_region = candidates). `searched` = (boxes, anchor) of an earlier call:
+        only the region that call alone would have planned counts (not a larger one shared with
+        other targets), so a target keeps the same samples alone or beside others."""
+        boxes = _as_boxes(boxes)
+        scale = roi.region_scale(_as_boxes(anchor)[0], self.spec)
+        out = np.zeros(len(boxes), dtype=bool)
+        if not len(boxes):
+            return out
+        cu, cv, hu, hv = roi._sample_span(boxes, scale[0], scale[1], self.spec)
+        m = self.spec.map_margin
+        def inside(region):
+            x1, y1, x2, y2 = region.extent
+            return (cu - hu - m >= x1) & (cu + hu + m <= x2) & (cv - hv - m >= y1) & (cv + hv + m <= y2)
+        for have, _ in self._cache:
+            if (have.scale, have.stride) == (scale, self.stride):
+                out |= inside(have)
+        if searched is not None:
+            s_boxes, s_anchor = _as_boxes(searched[0]), _as_boxes(searched[1])[0]
+            own = roi.cover(s_boxes, roi.region_scale(s_anchor, self.spec), self.spec, self.max_side, s_anchor,
+                            self.stride).bucketed(self.BUCKET_CELLS, self.max_side)
+            out &= inside(own) if (own.scale, own.stride) == (scale, self.stride) else False
+        return out
+
+    def _map_for(self, image: np.ndarray, region: roi.Region, reuse: bool = False
+                 ) -> tuple[roi.Region, mx.nd.NDArray]:
         for have, fmap in self._cache:
             if have.contains(region):
                 return have, fmap
+        if reuse:
+            # Boxes checked with `covered`: any map of this scale that overlaps them holds their
+            # sample points (the planned region itself may be bucketed past the map's edge).
+            for have, fmap in self._cache:
+                if (have.scale, have.stride) == (region.scale, region.stride) and have.overlaps(region):
+                    return have, fmap
         t0 = time.perf_counter()
         pixels = roi.warp_region(image, region, self.spec.mean)
         x = mx.nd.array(pixels.transpose(2, 0, 1)[None], ctx=self.ctx, dtype=np.float32)
@@ -187,7 +224,8 @@ class RoIFeatures:
         self._cache.append((region, fmap))
         return region, fmap
 
-    def __call__(self, image: np.ndarray, groups: list) -> list[mx.nd.NDArray]:
+    def __call__(self, image: np.ndarray, groups: list, reuse: bool = False) -> list[mx.nd.NDArray]:
+        """`reuse`: the boxes are `covered` by a map of this image: pool from it, never a new pass."""
         groups = [(_as_boxes(b), _as_boxes(a)[0]) for b, a in groups]
         out: list = [None] * len(groups)
         live = [i for i, (b, _) in enumerate(groups) if len(b)]
@@ -197,7 +235,7 @@ class RoIFeatures:
         for r_index, region in enumerate(regions):
             region = region.bucketed(self.BUCKET_CELLS, self.max_side)
             mine = [live[k] for k, o in enumerate(owner) if o == r_index]
-            have, fmap = self._map_for(image, region)
+            have, fmap = self._map_for(image, region, reuse)
             sizes = [len(groups[i][0]) for i in mine]
             t0 = time.perf_counter()
             rois = np.concatenate([roi.rois(groups[i][0], have, self.spec) for i in mine])

@@ -106,7 +106,9 @@ class PoolScorer:
         self.head = head
         self.ctx = ctx
         self.rows = rows
-        self.fc = [(params[f"{n}_weight"], params[f"{n}_bias"]) for n in ("fc4", "fc5", "fc6")]
+        # fc4-fc6, or fc5-fc6 when fc4 is frozen (TrackerConfig.online_fc4: frozen; rows are fc4 outputs).
+        self.fc = [(params[f"{n}_weight"], params[f"{n}_bias"]) for n in ("fc4", "fc5", "fc6")
+                   if f"{n}_weight" in params]
 
     def prepare(self, neg: mx.nd.NDArray) -> mx.nd.NDArray:
         """The pool as the scorer reads it (bf16: one cast per update)."""
@@ -116,11 +118,11 @@ class PoolScorer:
         if self.dtype == "fp32":
             return self.head(cand)[:, 1].asnumpy()
         x = cand
-        for w, b in self.fc[:2]:
+        for w, b in self.fc[:-1]:
             w16 = mx.nd.amp_cast(w.data(self.ctx), dtype=_bf16())
             b16 = mx.nd.amp_cast(b.data(self.ctx), dtype=_bf16())
             x = mx.nd.Activation(mx.nd.FullyConnected(x, w16, b16, num_hidden=w.shape[0]), act_type="relu")
-        w, b = self.fc[2]
+        w, b = self.fc[-1]
         x = mx.nd.amp_cast(x, dtype="float32")
         return mx.nd.FullyConnected(x, w.data(self.ctx), b.data(self.ctx), num_hidden=2)[:, 1].asnumpy()
 

@@ -48,7 +48,7 @@ from online import trunk_precision
 from online.bbreg import BBRegressor
 from online.boxes import valid_box
 from online.features import CropFeatures, RoIFeatures, Timer
-from online.head import TargetHead
+from online.head import Fc4Embedding, TargetHead
 from online.network import NetSpec, Trunk
 from online.online_training import OnlineTrainer
 from online.sampling import SamplerSpec, sample_boxes, sample_by_iou
@@ -74,13 +74,14 @@ class _Target:
         # Private generator: the same (seed, index) gives the same random path alone or with others.
         self.rng = np.random.default_rng([int(seed), int(index)])
         prefix = f"target{index}_"
-        self.train_head = TargetHead(self.spec, prefix, train=True)
-        self.eval_head = TargetHead(self.spec, prefix, train=False, params=self.train_head.collect_params())
+        self.prefix = prefix
+        # fc4 trained from the first frame on (train, first) or frozen from the start (frozen).
+        fc4 = cfg.online_fc4 != "frozen"  # (resolved by MultiTracker: never "auto" here)
+        self.train_head = TargetHead(self.spec, prefix, train=True, fc4=fc4)
         params = self.train_head.collect_params()
         params.initialize(mx.init.Zero(), ctx=ctx, force_reinit=True)
-        for name in ("fc4", "fc5"):
+        for name, dst in self.train_head.online_layers().items():
             src = getattr(trunk.fcs, name)
-            dst = getattr(self.train_head.fcs, name)
             dst.weight.set_data(src.weight.data(ctx).copy())
             dst.bias.set_data(src.bias.data(ctx).copy())
         # Fresh fc6, paper init N(0, 0.01) / 0, drawn from the target's generator.
@@ -89,13 +90,50 @@ class _Target:
         fc6.bias.set_data(mx.nd.zeros(fc6.bias.shape, ctx=ctx))
         fc6.weight.lr_mult = cfg.lr_mult_fc6
         fc6.bias.lr_mult = cfg.lr_mult_fc6
+        # fc4 frozen: its outputs are what the head reads (computed once per sample, stored).
+        self.fc4 = None if fc4 else Fc4Embedding(trunk.fcs.fc4, ctx, cfg.mining_dtype)
+        self._graphs(self.train_head)
+        self._memory()
+
+    def _graphs(self, train_head) -> None:
+        """The inference and mining graphs over `train_head`'s parameters, and the trainer."""
+        cfg, ctx = self.cfg, self.ctx
+        fc4 = self.fc4 is None
+        params = train_head.collect_params()
+        self.train_head = train_head
+        self.eval_head = TargetHead(self.spec, self.prefix, train=False, params=params, fc4=fc4)
         # Three graphs over the same parameters, each with one fixed input shape: training
         # (batch_pos + batch_neg rows), inference (batch_test) and the mining pass (batch_neg_cand).
-        mine_head = TargetHead(self.spec, prefix, train=False, params=params)
+        mine_head = TargetHead(self.spec, self.prefix, train=False, params=params, fc4=fc4)
         for head in (self.train_head, self.eval_head, mine_head):
             head.hybridize(static_alloc=True, static_shape=True)
-        self._eval_buf = mx.nd.zeros((cfg.batch_test, self.spec.feat_dim), ctx=ctx)
-        self.trainer = OnlineTrainer(self.train_head, mine_head, cfg, self.spec, ctx, timer)
+        # The head's input: conv features, or their fc4 outputs when fc4 is frozen.
+        self.in_dim = self.spec.feat_dim if fc4 else self.spec.fc_width
+        self._eval_buf = mx.nd.zeros((cfg.batch_test, self.in_dim), ctx=ctx)
+        self.trainer = OnlineTrainer(self.train_head, mine_head, cfg, self.spec, ctx, self.timer)
+
+    def _freeze_fc4(self) -> None:
+        """online_fc4 = first: after the first frame's training, fc4 (now adapted to this target)
+        is frozen; fc5-fc6 keep their parameters (shared by name) in a head that reads fc4 outputs."""
+        self.fc4 = Fc4Embedding(self.train_head.fcs.fc4, self.ctx, self.cfg.mining_dtype)
+        self._graphs(TargetHead(self.spec, self.prefix, train=True, params=self.train_head.collect_params(),
+                                fc4=False))
+
+    def inputs(self, feats: mx.nd.NDArray) -> mx.nd.NDArray:
+        """What the head reads: conv features, or (fc4 frozen) their fc4 outputs."""
+        if self.fc4 is None:
+            return feats
+        t0 = time.perf_counter()
+        out = self.fc4(feats)
+        out.wait_to_read()
+        dt = time.perf_counter() - t0
+        self.timer.net_s += dt
+        self.timer.add("fc4_s", dt)
+        return out
+
+    def _memory(self):
+        """Empty sample memory and search state (filled by initialize)."""
+        cfg = self.cfg
         self.bbreg: BBRegressor | None = None
         self.pos_first = None  # first frame's positives: always part of long-term updates
         self.pos_mem: deque = deque(maxlen=max(cfg.n_frames_long - 1, 1))
@@ -149,12 +187,14 @@ class _Target:
         return sample_boxes(self.rng, self._sampler("gaussian", self.trans, self.cfg.scale), self.box, size,
                             self.cfg.n_samples)
 
-    def update_samples(self, box, size) -> tuple[np.ndarray, np.ndarray]:
+    def update_samples(self, box, size, neg_draw: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Positives and negatives to store around `box`; `neg_draw` x n_neg_update negatives are
+        drawn when the caller keeps only some of them (stored_region = candidates)."""
         cfg, rng = self.cfg, self.rng
         pos = sample_by_iou(rng, self._sampler("gaussian", cfg.trans_pos, cfg.scale_pos), box, size,
                             cfg.n_pos_update, (cfg.overlap_pos_update, 1.0))
         neg = sample_by_iou(rng, self._sampler("uniform", cfg.trans_neg, cfg.scale_neg), box, size,
-                            cfg.n_neg_update, (0.0, cfg.overlap_neg_update))
+                            cfg.n_neg_update * neg_draw, (0.0, cfg.overlap_neg_update))
         return pos, neg
 
     # --- network pieces ---
@@ -182,20 +222,25 @@ class _Target:
                 feats["bbreg"].asnumpy(), feats["bbreg_boxes"], self.box)
             self.timer.add("bbreg_s", time.perf_counter() - t0)
         self.trainer.reset(cfg.lr_init)
-        self.trainer.train(feats["pos"], feats["neg"], cfg.maxiter_init, self.rng)
+        self.trainer.train(self.inputs(feats["pos"]), self.inputs(feats["neg"]), cfg.maxiter_init, self.rng)
+        if cfg.online_fc4 == "first":
+            self._freeze_fc4()  # from here on the head reads fc4 outputs of the trained fc4
         # py-MDNet uses a separate optimiser (fresh momentum) for the online updates.
         self.trainer.reset(cfg.lr_update)
         # Copies: a slice would keep the whole first-frame feature batch (~6700 rows) alive.
-        self.pos_first = feats["pos"].copy()
-        self.neg_mem.append(feats["neg_update"].copy())
+        self.pos_first = self.inputs(feats["pos"]).copy()
+        self.neg_mem.append(self.inputs(feats["neg_update"]).copy())
         self.trans = cfg.trans
         self.frame = 0
         self.last = TrackResult(self.box.copy(), float("nan"), True)
 
     def estimate(self, cands: np.ndarray, feats: mx.nd.NDArray, size) -> TrackResult:
+        """`feats`: the candidates' conv features (box regression reads them; the head reads
+        `inputs(feats)`)."""
         cfg = self.cfg
+        x = self.inputs(feats)
         t0 = time.perf_counter()
-        s = self.scores(feats)[:, 1].asnumpy()
+        s = self.scores(x)[:, 1].asnumpy()
         self.timer.net_s += time.perf_counter() - t0
         top = np.argsort(-s, kind="stable")[:cfg.top_k]
         score = float(s[top].mean())
@@ -220,8 +265,8 @@ class _Target:
 
     def remember(self, pos: mx.nd.NDArray, neg: mx.nd.NDArray):
         # Copies: slices would pin the frame's whole conv output batch for up to 100 frames.
-        self.pos_mem.append(pos.copy())
-        self.neg_mem.append(neg.copy())
+        self.pos_mem.append(self.inputs(pos).copy())
+        self.neg_mem.append(self.inputs(neg).copy())
 
     def update(self):
         """Short-term update after a failure, long-term every long_interval frames."""
@@ -246,6 +291,10 @@ class _Target:
 class MultiTracker:
     """Tracks several targets in one video; the convs run once per frame for all of them."""
 
+    # stored_region = candidates: negatives drawn per frame, x n_neg_update, of which those the
+    # candidates' map holds are kept (on OTB Crossing ~10% of MDNet's +-2-target-size draw).
+    STORED_NEG_DRAW = 8
+
     def __init__(self, trunk: Trunk, config: TrackerConfig = TrackerConfig(), ctx=None, seed: int = 0):
         self.trunk = trunk
         self.cfg = config
@@ -255,8 +304,9 @@ class MultiTracker:
         # `auto` resolved once, here: the config the targets see names the precision that runs.
         mining = trunk_precision.resolve_mining_dtype(config.mining_dtype, config.mode, self.ctx)
         trunk_precision.check_supported(mining, self.ctx, field="mining_dtype")
-        if mining != config.mining_dtype:
-            self.cfg = config = dataclasses.replace(config, mining_dtype=mining)
+        # The mode-dependent `auto` fields too (online_fc4, stored_region: TrackerConfig.resolved).
+        if mining != config.mining_dtype or config.resolved() != config:
+            self.cfg = config = dataclasses.replace(config.resolved(), mining_dtype=mining)
         if config.mode == "fast":
             self.features = RoIFeatures(trunk, config.max_region, self.ctx, self.timer, config.fast_stride,
                                         config.trunk_dtype)
@@ -288,8 +338,9 @@ class MultiTracker:
         keys = ("bbreg", "pos", "neg", "neg_update")
         # One conv pass (exact: batched crops; fast: one region per target, shared where they overlap).
         feats = self.features(image, [(s[k], b) for s, b in zip(samples, boxes) for k in keys])
+        n = len(keys)
         for j, (t, b) in enumerate(zip(self.targets, boxes)):
-            f = dict(zip(keys, feats[j * len(keys):(j + 1) * len(keys)]))
+            f = dict(zip(keys, feats[j * n:(j + 1) * n]))
             f["bbreg_boxes"] = samples[j]["bbreg"]
             t.initialize(b, size, f)
 
@@ -302,15 +353,34 @@ class MultiTracker:
         cands = [t.candidates(size) for t in self.targets]
         self.timer.add("sample_s", time.perf_counter() - t0)
         # One conv pass for the candidates of every target (fast: each around its previous box).
-        feats = self.features(image, [(c, t.box) for t, c in zip(self.targets, cands)])
+        searched = [(c, t.box) for t, c in zip(self.targets, cands)]
+        feats = self.features(image, searched)
         results = [t.estimate(c, f, size) for t, c, f in zip(self.targets, cands, feats)]
-        # Successful targets store samples around their estimate: again one conv pass for all.
+        # Successful targets store samples around their estimate: again one conv pass for all
+        # (stored_region = own), or pooled from the candidates' maps (candidates).
         t0 = time.perf_counter()
-        stored = [(t, *t.update_samples(t.box, size)) for t, r in zip(self.targets, results) if r.success]
+        if self.cfg.stored_region == "candidates":
+            # Of the samples drawn, keep those the target's candidates' map holds (no second conv
+            # pass), pooled at that map's scale (the search centre's, g[1]): the positives, and of
+            # STORED_NEG_DRAW x n_neg_update negatives the first n_neg_update held (the map reaches
+            # ~1 target size around the search centre: the near ones). A frame that keeps no
+            # positive or no negative stores nothing.
+            n_neg = self.cfg.n_neg_update
+            stored = []
+            for t, r, g in zip(self.targets, results, searched):
+                if r.success:
+                    p, n = t.update_samples(t.box, size, self.STORED_NEG_DRAW)
+                    p, n = p[self.features.covered(p, g[1], g)], n[self.features.covered(n, g[1], g)][:n_neg]
+                    if len(p) and len(n):
+                        stored.append((t, p, n, g[1]))
+            reuse = {"reuse": True}
+        else:
+            stored = [(t, *t.update_samples(t.box, size), t.box) for t, r in zip(self.targets, results) if r.success]
+            reuse = {}
         self.timer.add("sample_s", time.perf_counter() - t0)
         if stored:
-            f = self.features(image, [(g, t.box) for t, p, n in stored for g in (p, n)])
-            for j, (t, _, _) in enumerate(stored):
+            f = self.features(image, [(g, a) for t, p, n, a in stored for g in (p, n)], **reuse)
+            for j, (t, _, _, _) in enumerate(stored):
                 t.remember(f[2 * j], f[2 * j + 1])
         for t in self.targets:
             t.update()

@@ -11,6 +11,7 @@ Where py-MDNet and the MATLAB MDNet differ, the comment says which one a default
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from online.config import ConfigError, opt
@@ -19,6 +20,8 @@ MODES = ("exact", "fast")
 # conv1-3 inference precision (online/trunk_precision.py); fp32 is the reference, never changed silently.
 TRUNK_DTYPES = ("fp32", "bf16", "int8", "fp16")
 MINING_DTYPES = ("auto", "fp32", "bf16")
+STORED_REGIONS = ("auto", "own", "candidates")
+ONLINE_FC4 = ("auto", "train", "first", "frozen")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ class TrackerConfig:
     trans_neg: float = opt(2.0, "update negative sampler translation (uniform)")
     scale_neg: float = opt(1.3, "update negative sampler scale factor")
     maxiter_update: int = opt(15, "iterations of each long- or short-term update")
+    online_fc4: str = opt("auto", "fc4 online: train (MDNet: fc4-fc6 fine-tuned on the first frame and in every update); first (fc4-fc6 trained on the first frame, then fc4 frozen: every stored sample keeps its fc4 output, fc_width = 512 wide, computed once, so updates, their hard mining and the candidates' scoring run fc5-fc6 on 512-d rows: mining a 1024-row pool costs 512x512 per row instead of feat_dim x 512); frozen (fc4 stays the weight file's from the start: the first frame's training is as cheap as the updates); auto (first in fast mode, train in exact mode: exact mode stays the paper's algorithm)")
     lr_update: float = opt(1e-3, "learning rate of online updates (fc6 gets x lr_mult_fc6)")
+    stored_region: str = opt("auto", "where a successful frame's stored samples come from. own: their own conv pass (fast mode: a region around the estimate; MDNet: negatives up to trans_neg target sizes away); candidates (fast mode only): pooled from the candidates' map of the same frame, no second pass, keeping of the drawn samples those that map holds (the near negatives); auto: candidates in fast mode, own in exact mode")
     n_frames_long: int = opt(100, "positives come from the last this many successful frames (first frame always kept)")
     n_frames_short: int = opt(20, "negatives come from the last this many successful frames; short-term updates use this many frames of positives (MATLAB MDNet: 20; py-MDNet: 30)")
     long_interval: int = opt(10, "long-term update every this many frames")
@@ -63,7 +68,7 @@ class TrackerConfig:
     batch_pos: int = opt(32, "positives per minibatch")
     batch_neg: int = opt(96, "hardest negatives per minibatch")
     batch_neg_cand: int = opt(1024, "negative pool scored (inference mode) to pick the hardest batch_neg")
-    mining_dtype: str = opt("auto", "precision of that scoring pass (fc4-fc6 over batch_neg_cand rows, every iteration): fp32; bf16 (CPU with avx512_bf16: oneDNN bf16 GEMMs, 2.3x faster; only which negatives are picked can change); auto (bf16 in fast mode where the CPU has it, else fp32). Training itself stays fp32")
+    mining_dtype: str = opt("auto", "precision of that scoring pass (fc4-fc6 over batch_neg_cand rows, every iteration; with online_fc4 frozen also the fc4 pass over every sample): fp32; bf16 (CPU with avx512_bf16: oneDNN bf16 GEMMs, 2.3x faster; only which negatives are picked can change; with online_fc4 frozen the stored fc4 outputs are bf16-rounded too); auto (bf16 in fast mode where the CPU has it, else fp32). Training itself stays fp32")
     batch_test: int = opt(256, "fixed batch of every inference forward (conv and fc); short batches are padded")
 
     # --- per-frame search ---
@@ -137,5 +142,22 @@ class TrackerConfig:
             raise ConfigError(f"TrackerConfig.trunk_dtype must be one of {', '.join(TRUNK_DTYPES)}, got {self.trunk_dtype!r}")
         if self.mining_dtype not in MINING_DTYPES:
             raise ConfigError(f"TrackerConfig.mining_dtype must be one of {', '.join(MINING_DTYPES)}, got {self.mining_dtype!r}")
+        if self.stored_region not in STORED_REGIONS:
+            raise ConfigError(f"TrackerConfig.stored_region must be one of {', '.join(STORED_REGIONS)}, got {self.stored_region!r}")
+        if self.stored_region == "candidates" and self.mode != "fast":
+            raise ConfigError("TrackerConfig.stored_region=candidates needs mode=fast (exact mode has no map to pool from)")
+        if self.online_fc4 not in ONLINE_FC4:
+            raise ConfigError(f"TrackerConfig.online_fc4 must be one of {', '.join(ONLINE_FC4)}, got {self.online_fc4!r}")
         if self.trans_limit < self.trans:
             raise ConfigError(f"TrackerConfig.trans_limit ({self.trans_limit}) must be >= trans ({self.trans})")
+
+    def resolved(self) -> "TrackerConfig":
+        """This config with its mode-dependent `auto` fields (online_fc4, stored_region) as they run:
+        exact mode is MDNet's (fc4 trained online, stored samples cropped); fast mode freezes fc4 after
+        the first frame and pools stored samples from the candidates' map (measured in docs/benchmarks.md, "Real time
+        on a 2-core CPU"). `mining_dtype: auto` also depends on the device: the tracker resolves it."""
+        fast = self.mode == "fast"
+        return dataclasses.replace(
+            self,
+            online_fc4=("first" if fast else "train") if self.online_fc4 == "auto" else self.online_fc4,
+            stored_region=("candidates" if fast else "own") if self.stored_region == "auto" else self.stored_region)

@@ -241,3 +241,101 @@ def test_bench_fast_gap_reports_feature_error_by_factor(capsys):
         assert v["boxes"] == 12 and 0 < v["fc5_error"] < 0.5 and 0 < v["conv3_error"] < 1.0
     assert sum(v["boxes"] for v in out["by_scale"].values()) == 36
     assert list(out["candidates_by_sequence"]) == ["Crossing"]
+
+
+def test_frozen_fc4_and_stored_samples_from_the_candidates_map(synth_dir, monkeypatch):
+    # online_fc4 frozen: targets store fc4 outputs (fc_width columns) and the trunk's fc4 is never
+    # trained; stored_region=candidates: one conv pass per tracked frame (the candidates' map), the
+    # stored samples pooled from it. (Multi = single target holds for these options as for the
+    # defaults where no target's region is shared on the first frame: test_fast_multi_target_*.)
+    from online import tracker as tracker_module
+    estimate = tracker_module._Target.estimate
+
+    def succeed(self, *a, **kw):  # a random trunk scores every frame a failure: store on each one
+        r = estimate(self, *a, **kw)
+        r.success = True
+        return r
+    monkeypatch.setattr(tracker_module._Target, "estimate", succeed)
+    seq = read_sequence(synth_dir / "synth_000")
+    spec = NetSpec(conv_channels=(16, 32, 64), fc_width=64)
+    trunk, _ = build_trunk("random:0", spec=spec)
+    fc4 = trunk.fcs.fc4.weight.data().asnumpy().copy()
+    cfg = load_config(TrackerConfig, None, FAST + ["mode=fast", "n_samples=32", "n_pos_update=10",
+                                                   "n_neg_update=20", "long_interval=2", "online_fc4=frozen",
+                                                   "stored_region=candidates"])
+    boxes = np.array([seq.boxes[0], seq.boxes[0] + [12, 6, 0, 0]])
+    multi = MultiTracker(trunk, cfg, seed=3)
+    multi.initialize(seq.frame(0), boxes)
+    feats = multi.features
+    reused = []
+
+    def call(image, groups, **kw):  # the stored samples' call runs no conv pass
+        before = feats.regions_run
+        out = type(feats).__call__(feats, image, groups, **kw)
+        if kw.get("reuse"):
+            reused.append(feats.regions_run - before)
+        return out
+    multi.features = call
+    multi.features.new_image = feats.new_image
+    multi.features.covered = feats.covered
+    got = [multi.track(seq.frame(i)) for i in range(1, 5)]
+    assert reused and not any(reused)  # (a frame whose scale changed keeps nothing: no call)
+    for t in multi.targets:
+        assert t.pos_first.shape[1] == spec.fc_width and all(m.shape[1] == spec.fc_width for m in t.neg_mem)
+        assert "fc4" not in t.train_head.online_layers()
+    for k, t in enumerate(multi.targets):  # a successful frame stores what the candidates' map holds
+        assert len(t.pos_mem) <= 4 and all(0 < len(m) <= cfg.n_neg_update for m in list(t.neg_mem)[1:])
+    assert sum(len(t.pos_mem) for t in multi.targets) >= len(reused)
+    np.testing.assert_array_equal(trunk.fcs.fc4.weight.data().asnumpy(), fc4)
+
+
+def test_covered_boxes_pool_the_features_of_their_own_region():
+    # A box `covered` by a map of this image gives, pooled from that map, the features its own
+    # region would give (VGG-M's valid convolutions and the lattice make the cells the same).
+    from online.features import RoIFeatures, Timer
+    trunk, _ = build_trunk("random:0", spec=NetSpec(conv_channels=(16, 32, 64), fc_width=64))
+    rs = np.random.RandomState(0)
+    image = rs.randint(0, 255, (200, 260, 3)).astype(np.uint8)
+    anchor = np.array([100.0, 80.0, 40.0, 50.0])
+    cands = anchor + np.c_[rs.uniform(-15, 15, (40, 2)), np.zeros((40, 2))]
+    near = anchor + np.c_[rs.uniform(-60, 60, (60, 2)), np.zeros((60, 2))]
+    shared = RoIFeatures(trunk, 1024, mx.cpu(), Timer())
+    shared.new_image()
+    shared(image, [(cands, anchor)])
+    keep = shared.covered(near, anchor)
+    assert 0 < keep.sum() < len(keep)
+    got = shared(image, [(near[keep], anchor)], reuse=True)[0]
+    assert shared.regions_run == 1
+    alone = RoIFeatures(trunk, 1024, mx.cpu(), Timer())
+    alone.new_image()
+    want = alone(image, [(near[keep], anchor)])[0]
+    np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_fc4_trained_on_the_first_frame_then_frozen(synth_dir):
+    # online_fc4=first (fast mode's default): the first frame trains fc4-fc6 on conv features; then
+    # fc4 is frozen as trained (not the file's), the memory holds its fc_width outputs and updates
+    # train fc5-fc6 only; exact mode resolves `auto` to MDNet's rules.
+    seq = read_sequence(synth_dir / "synth_000")
+    spec = NetSpec(conv_channels=(16, 32, 64), fc_width=64)
+    trunk, _ = build_trunk("random:0", spec=spec)
+    cfg = load_config(TrackerConfig, None, FAST + ["mode=fast", "n_samples=32", "long_interval=2"])
+    assert (cfg.online_fc4, cfg.stored_region) == ("auto", "auto")
+    assert cfg.resolved().online_fc4 == "first" and cfg.resolved().stored_region == "candidates"
+    exact = TrackerConfig().resolved()
+    assert (exact.online_fc4, exact.stored_region) == ("train", "own")
+    tracker = MDNetTracker(trunk, cfg, seed=1)
+    assert tracker.config.online_fc4 == "first"
+    tracker.initialize(seq.frame(0), seq.boxes[0])
+    t = tracker._multi.targets[0]
+
+    def fc4_weight():  # float32 (the copy is bf16 where mining_dtype resolved to bf16)
+        return mx.nd.amp_cast(t.fc4.weight, dtype="float32").asnumpy()
+    frozen = fc4_weight().copy()
+    assert not np.allclose(frozen, trunk.fcs.fc4.weight.data().asnumpy(), rtol=0, atol=1e-6)  # trained on frame 0
+    assert set(t.train_head.online_layers()) == {"fc5"} and t.pos_first.shape[1] == spec.fc_width
+    fc5 = t.train_head.fc5.weight.data().asnumpy().copy()
+    for i in range(1, 6):
+        tracker.track(seq.frame(i))
+    np.testing.assert_array_equal(fc4_weight(), frozen)
+    assert not np.array_equal(t.train_head.fc5.weight.data().asnumpy(), fc5)  # updates ran (fc5-fc6)

@@ -185,3 +185,48 @@ def test_auto_mining_dtype_is_bf16_only_in_fast_mode_on_a_bf16_cpu():
     assert tracker.cfg.mining_dtype == "fp32"
     with pytest.raises(ValueError, match="fp32 or bf16 here, got 'auto'"):
         PoolScorer(None, {f"fc{i}_{k}": None for i in (4, 5, 6) for k in ("weight", "bias")}, 8, "auto", mx.cpu())
+
+
+def test_frozen_fc4_head_is_the_full_head_with_fc4_held_fixed():
+    # online_fc4 frozen: the head reads fc4's ReLU output (Fc4Embedding, computed once per sample) and
+    # runs dropout -> fc5 -> fc6 with the same masks: the same loss and scores as the full head, and
+    # training it changes fc5-fc6 exactly as training the full head with fc4's learning rate 0 would.
+    from online.head import Fc4Embedding
+    full, full_eval, _ = _heads(4)
+    tail = TargetHead(SPEC, "f_", train=True, fc4=False)
+    tail_eval = TargetHead(SPEC, "f_", train=False, params=tail.collect_params(), fc4=False)
+    tail.collect_params().initialize(mx.init.Zero(), ctx=mx.cpu(), force_reinit=True)
+    assert set(tail.online_layers()) == {"fc5"} and set(full.online_layers()) == {"fc4", "fc5"}
+    for name in ("fc5_weight", "fc5_bias", "fc6_weight", "fc6_bias"):
+        tail.collect_params()[f"f_{name}"].set_data(full.collect_params()[f"t_{name}"].data().copy())
+    embed = Fc4Embedding(full.fcs.fc4, mx.cpu())
+    rs = np.random.RandomState(5)
+    x = mx.nd.array(np.maximum(rs.normal(0, 1, (128, SPEC.feat_dim)), 0))
+    m4 = mx.nd.array((rs.rand(128, SPEC.fc_width) < 0.5) * 2.0)
+    m5 = mx.nd.array((rs.rand(128, SPEC.fc_width) < 0.5) * 2.0)
+    y = mx.nd.array(np.r_[np.ones(32), np.zeros(96)])
+    h4 = embed(x)
+    assert h4.shape == (128, SPEC.fc_width) and embed(x[:0]).shape == (0, SPEC.fc_width)
+    np.testing.assert_allclose(tail(h4, m4, m5, y).asnumpy(), full(x, m4, m5, y).asnumpy(), rtol=1e-5)
+    np.testing.assert_allclose(tail_eval(h4).asnumpy(), full_eval(x).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_trainer_with_frozen_fc4_trains_fc5_fc6_on_512d_rows(dtype):
+    if dtype == "bf16" and not trunk_precision.cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        pytest.skip("bf16 mining needs avx512_bf16")
+    cfg = TrackerConfig(batch_neg_cand=256, batch_test=64, mining_dtype=dtype, online_fc4="frozen")
+    train = TargetHead(SPEC, "g_", train=True, fc4=False)
+    params = train.collect_params()
+    params.initialize(mx.init.Normal(0.05), ctx=mx.cpu(), force_reinit=True)
+    mine = TargetHead(SPEC, "g_", train=False, params=params, fc4=False)
+    for h in (train, mine):
+        h.hybridize(static_alloc=True, static_shape=True)
+    before = {k: v.data().asnumpy().copy() for k, v in params.items()}
+    t = OnlineTrainer(train, mine, cfg, SPEC, mx.cpu(), Timer())
+    assert [w.name for w, _ in t.scorer.fc] == ["g_fc5_weight", "g_fc6_weight"]
+    t.reset(cfg.lr_init)
+    rs = np.random.RandomState(1)
+    t.train(mx.nd.array(rs.rand(50, SPEC.fc_width)), mx.nd.array(rs.rand(300, SPEC.fc_width)), 3,
+            np.random.default_rng(0))
+    assert all(not np.array_equal(before[k], v.data().asnumpy()) for k, v in params.items() if "weight" in k)

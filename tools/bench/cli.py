@@ -68,6 +68,14 @@ def add_track_parser(subparsers) -> argparse.ArgumentParser:
                         "(default: the config's mining_dtype); like --trunk-dtype, every combination runs")
     p.add_argument("--repeats", type=int, default=1, metavar="N",
                    help="run every option N times, round-robin; figures are medians (default 1)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE...]",
+                   help="a named set of config overrides (on top of --set) to compare; repeatable: every variant "
+                        "runs with every mode / dtype, round-robin like them (e.g. --variant mdnet: --variant "
+                        "mdnet:online_fc4=train,stored_region=own)")
+    p.add_argument("--csrt", action="store_true",
+                   help="also track the same frames with OpenCV's CSRT (one thread, as mdnet-eval runs it) in every "
+                        "round, after the tracker's runs: the output adds csrt_fps and fps_over_csrt = the median "
+                        "over rounds of fps(run) / fps(CSRT) in that round, a ratio that holds across machines")
     p.add_argument("--profile", action="store_true",
                    help="also time each oneDNN primitive of conv1-3 (conv, ReLU, LRN, pooling, reorders) for one "
                         "batch (batch_test, 256) of first-frame candidate crops, per trunk dtype, as oneDNN itself "
@@ -143,12 +151,20 @@ def bench_track(args) -> int:
     from online import trunk_precision
     from online.config import ConfigError
     from online.tracker_config import TrackerConfig
+    variants = []
+    for text in args.variant:
+        name, sep, rest = text.partition(":")
+        if not sep or not name or name in [v for v, _ in variants]:
+            raise SystemExit(f"mdnet-bench track: --variant {text!r}: expected a new NAME:KEY=VALUE[,KEY=VALUE...]")
+        variants.append((name, [kv for kv in rest.split(",") if kv]))
+    variants = variants or [(None, [])]
     try:
-        cfgs = [load_config(TrackerConfig, args.config, list(args.overrides) + ([f"mode={m}"] if m else [])
+        cfgs = [load_config(TrackerConfig, args.config, list(args.overrides) + extra + ([f"mode={m}"] if m else [])
                             + ([f"trunk_dtype={d}"] if d else []) + ([f"mining_dtype={g}"] if g else []))
-                for m in modes for d in dtypes for g in minings]
+                for _, extra in variants for m in modes for d in dtypes for g in minings]
     except ConfigError as e:
         raise SystemExit(f"mdnet-bench track: config error: {e}")
+    cfg_variants = [v for v, _ in variants for _ in modes for _ in dtypes for _ in minings]
     if args.gpu is not None and not 0 <= args.gpu < mx.context.num_gpus():
         # A clear message, not MXNet's traceback from the first array placed on a missing device.
         raise SystemExit(f"mdnet-bench track: --gpu {args.gpu}: only {mx.context.num_gpus()} GPU(s) visible")
@@ -165,7 +181,8 @@ def bench_track(args) -> int:
         raise SystemExit(f"mdnet-bench track: {e}")
     # Run names: what differs between the runs ("exact", "bf16", "fast/int8", "fast/mining-bf16").
     vary = [i for i, opts in enumerate((modes, dtypes, minings)) if len(opts) > 1]
-    names = ["/".join((c.mode, c.trunk_dtype, f"mining-{c.mining_dtype}")[i] for i in vary) for c in cfgs]
+    names = ["/".join(([v] if v else []) + [(c.mode, c.trunk_dtype, f"mining-{c.mining_dtype}")[i] for i in vary])
+             or c.mode for v, c in zip(cfg_variants, cfgs)]
     spec = None
     if args.widths is not None:
         c1, c2, c3, fc = args.widths
@@ -185,13 +202,15 @@ def bench_track(args) -> int:
         # Extra targets: the first box shifted by a few pixels (same size), so candidate batches grow.
         box0 = seq.boxes[0]
         inits = np.array([box0 + np.array([4.0 * k, 3.0 * k, 0, 0]) for k in range(args.targets)])
-        rounds = []
+        rounds, csrt = [], []
         for _ in range(args.repeats):
             one = []
             for cfg in cfgs:
                 mx.random.seed(args.seed)
                 one.append(_time_run(trunk, cfg, ctx, args.seed, seq, inits, n))
             rounds.append(one)
+            if args.csrt:
+                csrt.append(_time_csrt(seq, inits[:1], n))
         runs = [(cfg, _median_run([r[j] for r in rounds])) for j, cfg in enumerate(cfgs)]
         size = seq.frame(0).shape[1::-1]
         layers = updates = None
@@ -223,8 +242,13 @@ def bench_track(args) -> int:
         "threads": threads,
         "repeats": args.repeats,
         "config_overrides": list(args.overrides),
+        "variants": {v: o for v, o in variants if v},
         "mxnet": mx.__version__,
         "cpu_count": os.cpu_count(),
+        "cpu": _cpu_name(),
+        "cpu_flags": sorted(trunk_precision.cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                                                           "amx_bf16", "amx_int8"}),
+        "load_average": list(os.getloadavg()),
     }
     if len(runs) == 1:
         result = {**common, **runs[0][1]}
@@ -235,6 +259,11 @@ def bench_track(args) -> int:
         result = {**common, "runs": dict(zip(names, (r for _, r in runs))),
                   "fps_ratios": ratios, "fps_ratios_of": f"fps(run) / fps({names[0]})",
                   "fps_ratio": ratios[names[-1]], "fps_ratio_of": f"{names[-1]} / {names[0]}"}
+    if csrt:
+        result["csrt_fps"] = float(np.median(csrt))
+        result["csrt_threads"] = 1
+        result["fps_over_csrt"] = {name: float(np.median([r[j]["fps"] / c for r, c in zip(rounds, csrt)]))
+                                   for j, name in enumerate(names)}
     if layers is not None:
         result["layers"] = layers
     if updates is not None:
@@ -246,6 +275,26 @@ def bench_track(args) -> int:
     return 0
 
 
+def _cpu_name() -> str:
+    """lscpu's model name (/proc/cpuinfo), named beside every figure: timings depend on it."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown"
+
+
+def _time_csrt(seq, inits, n) -> float:
+    """fps of OpenCV's CSRT (one thread: tools/eval/baselines.py) after the first frame, same frames."""
+    from online.track_loop import track_sequence
+    from tools.eval.baselines import OpenCVTracker
+
+    return float(track_sequence(OpenCVTracker("csrt"), seq, inits, n).fps)
+
+
 def _time_run(trunk, cfg, ctx, seed, seq, inits, n) -> dict:
     """One timed tracking run: first frame apart, then per-frame figures (and accuracy if known)."""
     from online.metrics import summarize
@@ -253,9 +302,21 @@ def _time_run(trunk, cfg, ctx, seed, seq, inits, n) -> dict:
     from online.tracker import MultiTracker
     from tools.bench.dnnl_profile import PhaseFeatures, phases
 
+    class _PhaseFeatures(PhaseFeatures):
+        # The same phases, with the feature sources' keyword arguments (reuse=) passed on.
+        def __call__(self, image, groups, **kw):
+            if not kw:
+                return super().__call__(image, groups)
+            inner = self.inner
+            self.inner = lambda i, g: inner(i, g, **kw)
+            try:
+                return super().__call__(image, groups)
+            finally:
+                self.inner = inner
+
     tracker = MultiTracker(trunk, cfg, ctx, seed=seed)
     feats = tracker.features
-    tracker.features = PhaseFeatures(feats, tracker.timer)
+    tracker.features = _PhaseFeatures(feats, tracker.timer)
     run = track_sequence(tracker, seq, inits, n)
     per = n - 1
     total = float(run.track_s[1:].sum())
@@ -320,14 +381,17 @@ def _print_table(result: dict, indent: str = "") -> None:
 def build_parser() -> argparse.ArgumentParser:
     from tools.bench.fast_gap import add_fast_gap_parser
     from tools.bench.pretrain import add_pretrain_parser
+    from tools.bench.scale import add_scale_parser
 
     p = argparse.ArgumentParser(prog="mdnet-bench",
                                 description="Benchmarks: the online tracker's speed (track), pretraining's (pretrain), and fast "
-                                            "mode's feature error against exact mode (fast-gap).")
+                                            "mode's feature error against exact mode (fast-gap), what grows with the "
+                                            "number of pretraining domains (scale).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_track_parser(sub)
     add_pretrain_parser(sub)
     add_fast_gap_parser(sub)
+    add_scale_parser(sub)
     return p
 
 
