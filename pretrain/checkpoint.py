@@ -485,17 +485,29 @@ def read_branches(ckpt_dir: Path, wanted=None) -> tuple[dict, dict]:
         def read(f):
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["names"][()]]
             found = {k: np.asarray(f.attrs[k], np.float64) for k in ("counters", "epoch_time_s") if k in f.attrs}
-            arrays = {k: f[k][()] for k in ("weight", "bias", "momentum_weight", "momentum_bias")}
-            if names and any(len(a) != len(names) for a in arrays.values()):
+            keys = ("weight", "bias", "momentum_weight", "momentum_bias")
+            if names and any(f[k].shape[:1] != (len(names),) for k in keys):
                 raise CheckpointError(f"{path}: {len(names)} branch names but arrays of other lengths "
                                       f"(damaged checkpoint file)")
-            return names, found, arrays
+            # Only the rows this rank owns from a large file: resuming a 2-rank run of 10,000
+            # domains on 64 ranks, each would otherwise read both whole files (~80 MB at fc width
+            # 512). A small file (or most of one) is read whole: h5py's row selection costs ~1 ms
+            # a dataset, more than reading a few hundred rows (resuming from 256 files: 0.9 s vs 0.2).
+            rows = [i for i, n in enumerate(names) if wanted is None or n in wanted]
+            if not rows:
+                return [], found, {}
+            if len(rows) * 2 >= len(names) or len(names) < 1024:
+                arrays = {k: f[k][()] for k in keys}
+                if len(rows) < len(names):
+                    arrays = {k: a[rows] for k, a in arrays.items()}
+            else:
+                arrays = {k: f[k][rows] for k in keys}
+            return [names[i] for i in rows], found, arrays
         names, found, arrays = _h5_read(path, read)
         for k, v in found.items():
             extras[k] = v if k not in extras else extras[k] + v
         for i, n in enumerate(names):
-            if wanted is None or n in wanted:
-                out[n] = {k: a[i] for k, a in arrays.items()}
+            out[n] = {k: a[i] for k, a in arrays.items()}
     if wanted is not None:
         missing = sorted(wanted - set(out))
         if missing:

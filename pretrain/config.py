@@ -134,6 +134,7 @@ class ValConfig:
     every_cycles: int = opt(1, "validation interval in cycles")
     frames_per_domain: int = opt(2, "held-out frames scored per domain (the same frames every time)")
     max_domains: int = opt(0, "validate only the first N domains (0 = all)")
+    at_stop: bool = opt(False, "also validate when the run stops at train.stop_at_step (smoke runs and mdnet-bench scale, which times it)")
     candidates: int = opt(64, "gaussian candidates per frame (tracking-like search) for TrackTopKAcc")
     trans_cand: float = opt(0.6, "candidate translation (the tracker's default)")
     scale_cand: float = opt(1.05, "candidate scale factor (the tracker's default)")

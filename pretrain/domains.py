@@ -65,8 +65,14 @@ def _names_under(root: str) -> list[str]:
     return [ref.path.name for ref in find_sequences(root)]
 
 
-def find_domains(cfg, log=None) -> list[Domain]:
-    """All domains under `cfg.roots` and in `cfg.packs` (a DataConfig), in a fixed order, indexed 0..K-1."""
+def find_domains(cfg, log=None, check: bool | None = None) -> list[Domain]:
+    """All domains under `cfg.roots` and in `cfg.packs` (a DataConfig), in a fixed order, indexed 0..K-1.
+
+    `check` (default: cfg.check_frames) runs `check_domain` on every domain here. The pretraining
+    passes False and checks each rank's own shard instead (`check_owned`): every frame of 10,000
+    domains on every rank was most of the start-up.
+    """
+    check = cfg.check_frames if check is None else check
     packs = tuple(cfg.packs)
     if not cfg.roots and not packs:
         raise DataError("data.roots and data.packs are empty: list at least one dataset root or pack "
@@ -129,7 +135,7 @@ def find_domains(cfg, log=None) -> list[Domain]:
                               split=split_point(len(s), cfg.val_fraction)))
     if not domains:
         raise DataError(f"no annotated sequences under {list(cfg.roots) + list(packs)}")
-    if cfg.check_frames:
+    if check:
         t0 = time.perf_counter()
         frames = sum(check_domain(d) for d in domains)
         if log:
@@ -164,10 +170,14 @@ def check_domain(domain: Domain) -> int:
 
 
 def prepare_domain(domain: Domain, outlier_cfg, log=None) -> Domain:
-    """Outlier filter + train/held-out frame lists (decodes the first frame for the image size)."""
+    """Outlier filter + train/held-out frame lists (decodes the first frame for the image size,
+    unless the reader or the pack already knows it: the same value, without 5,000 decodes per rank)."""
     seq = domain.sequence
-    first = seq.frame(0)
-    domain.image_size = (first.shape[1], first.shape[0])
+    if seq.image_size:
+        domain.image_size = tuple(int(v) for v in seq.image_size)
+    else:
+        first = seq.frame(0)
+        domain.image_size = (first.shape[1], first.shape[0])
     bad, counts = find_outliers(seq.boxes, seq.absent, domain.image_size, outlier_cfg)
     idx = np.arange(len(seq))
     domain.train_frames = idx[(idx < domain.split) & ~bad]

@@ -95,6 +95,11 @@ class EpochEnd(HookBase):
     def after_step(self, trainer, stats) -> None:
         if stats.step_done % trainer.steps_per_cycle == 0:
             self.end_epoch(trainer, stats.step_done // trainer.steps_per_cycle - 1, stats.step_done)
+        elif stats.step_done == trainer.stop_step < trainer.total_steps and trainer.cfg.val.enabled \
+                and trainer.cfg.val.at_stop:
+            # val.at_stop: a run stopped mid-epoch (train.stop_at_step) validates too; the step
+            # number and config decide it, the same on every rank.
+            validate(trainer, stats.step_done // trainer.steps_per_cycle, stats.step_done)
 
     def end_epoch(self, trainer, epoch: int, step: int) -> None:
         world, log = trainer.world, trainer.log
@@ -143,6 +148,7 @@ def validate(trainer, epoch: int, step: int) -> dict:
     elapsed = time.perf_counter() - t0
     total = dist.allreduce_sum_np(np.concatenate([counters, [elapsed]]), "metrics.val")  # Horovod: sums
     counters, wall = total[:-1], total[-1] / world.size
+    trainer.phase_s["val_s"] = wall
     val = M.summarize(counters)
     samples = counters[M.COUNTERS.index("samples")]
     if world.is_main:
@@ -201,6 +207,7 @@ class Checkpointer(HookBase):
             self.save(trainer, s)
 
     def save(self, trainer, step: int) -> None:
+        t0 = time.perf_counter()
         world, model = trainer.world, trainer.model
         # Named by training progress and world size; never an existing complete checkpoint's folder.
         ckpt_dir = ckpt.new_checkpoint_dir(trainer.out, step, world.size, trainer.steps_per_cycle)
@@ -224,9 +231,10 @@ class Checkpointer(HookBase):
         if world.is_main:
             ckpt.write_meta(trainer.out, trainer.checkpoint_meta(step), ckpt_dir)
             removed = ckpt.prune(trainer.out, self.keep)
-            trainer.log.info(f"checkpoint: {ckpt_dir} (step {step})"
+            trainer.log.info(f"checkpoint: {ckpt_dir} (step {step}, {time.perf_counter() - t0:.2f} s)"
                              + (f"; removed {len(removed)} older" if removed else ""))
         trainer.last_checkpoint = ckpt_dir  # every rank: the elastic commit names it
+        trainer.phase_s["checkpoint_write_s"] = time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------------------- timing
@@ -253,8 +261,16 @@ class Timing(HookBase):
         skip = min(len(times) // 5, 5)
         steady = times[skip:] if len(times) > skip else times
         local = np.concatenate([[len(steady)], steady.sum(axis=0)]) if len(steady) else np.zeros(7)
+        # Each rank's peak memory and median step, in its own slot of the same allreduce (a sum
+        # of one-hot rows is every rank's value): no extra collective.
+        n = len(local)
+        per_rank = np.zeros((2, world.size))
+        per_rank[0, world.rank] = peak_rss_mb()
+        per_rank[1, world.rank] = float(np.median(steady[:, 0])) if len(steady) else np.nan
         # Horovod: per-rank sums -> totals; means are per rank-step.
-        total = dist.allreduce_sum_np(local, "timing.final")
+        total = dist.allreduce_sum_np(np.concatenate([local, per_rank.reshape(-1)]), "timing.final")
+        rss, medians = total[n:n + world.size], total[n + world.size:]
+        total = total[:n]
         mean = dict(zip(TIMED_PHASES, total[1:] / max(total[0], 1.0)))
         step_s = mean["step_s"]
         spp = cfg.sampling.pos + cfg.sampling.neg
@@ -266,11 +282,24 @@ class Timing(HookBase):
             "samples_per_step": spp, "mining_pool": cfg.mining.pool if cfg.mining.enabled else 0,
             **mean, "samples_per_s_per_rank": spp / step_s if step_s > 0 else float("nan"),
             "data_fraction": frac("data_wait_s"), "mining_fraction": frac("mining_s"), "net_fraction": frac("net_s"),
+            # Less sensitive to a busy machine's slow spells than the mean (mdnet-bench scale).
+            "step_s_median": float(np.median(medians)),
+            "peak_rss_mb_per_rank": [float(v) for v in rss],
+            "domains": len(trainer.domains), "domains_on_rank0": len(trainer.shards[0]),
+            # Rank 0's wall clock and phase times (setup, checkpoint write, validation).
+            "loop_start_unix": trainer.loop_start_unix, "first_step_done_unix": trainer.first_step_unix,
+            **{k: float(v) for k, v in sorted(trainer.phase_s.items())},
         }
         if world.is_main:
             _write_text(trainer.out / "timing.json", json.dumps(self.result, indent=1, sort_keys=True))
             trainer.log.info("timing (steady state, mean per rank-step): " + ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.result.items()))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MB (Linux reports ru_maxrss in KiB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class DebugDump(HookBase):

@@ -14,6 +14,7 @@ to carry across a restart.
 """
 from __future__ import annotations
 
+import heapq
 import threading
 
 import numpy as np
@@ -28,14 +29,17 @@ def shard_domains(sizes, world_size: int) -> list[list[int]]:
         raise ValueError(f"{len(sizes)} domain(s) cannot be shared by {world_size} ranks: every rank "
                          f"needs at least one domain; use fewer ranks or more sequences")
     order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
-    loads = [0] * world_size
     shards: list[list[int]] = [[] for _ in range(world_size)]
+    # Least frames first; among equals the rank with fewer domains, then the lower rank, so
+    # equal-size domains spread evenly. A heap of (frames, domains, rank) gives that rank in
+    # O(log W) per domain. The scan of every rank per domain it replaces (same assignment) took
+    # 0.67 s for 10,000 domains on 256 ranks and 6.6 s for 100,000, on every rank at every start;
+    # the heap 0.05 s and 0.46 s (docs/pretraining.md, Scale).
+    heap = [(0, 0, r) for r in range(world_size)]
     for i in order:
-        # Least frames first; among equals the rank with fewer domains, then the lower rank, so
-        # equal-size domains spread evenly.
-        r = min(range(world_size), key=lambda k: (loads[k], len(shards[k]), k))
+        load, count, r = heap[0]
         shards[r].append(i)
-        loads[r] += sizes[i]
+        heapq.heapreplace(heap, (load + sizes[i], count + 1, r))
     return [sorted(s) for s in shards]
 
 

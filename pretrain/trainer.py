@@ -44,7 +44,7 @@ from online.shipped import code_commit
 from pretrain import checkpoint as ckpt
 from pretrain import distributed as dist
 from pretrain import hooks as H
-from pretrain.domains import find_domains, prepare_domain
+from pretrain.domains import check_domain, find_domains, prepare_domain
 from pretrain.minibatch import prepare_step
 from pretrain.model import MultiDomainNet, to_input
 from pretrain.optim import (branch_trainer, get_momentum, lr_factor, set_momentum, shared_trainer,
@@ -159,6 +159,11 @@ class Pretrainer:
         self.step = 0
         self.last_checkpoint = None  # folder of the last checkpoint written (hooks.Checkpointer)
         self.hooks: list = []
+        # Wall seconds of the parts that grow with the number of domains (setup phases, the last
+        # checkpoint write, the last validation), on this rank; Timing puts them in timing.json
+        # (mdnet-bench scale reads them there).
+        self.phase_s: dict = {}
+        self.loop_start_unix = self.first_step_unix = None
 
     def info(self, msg: str) -> None:
         if self.world.is_main:
@@ -231,9 +236,18 @@ class Pretrainer:
         with self.stop_on_rank_failure("setup"):
             self._setup()
 
+    def _phase(self, name: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.phase_s[f"setup_{name}_s"] = now - t0
+        return now
+
     def _setup(self) -> None:
         cfg, world = self.cfg, self.world
-        domains = find_domains(cfg.data, log=self.info)
+        t0 = t_setup = time.perf_counter()
+        # The frame check runs below, each rank on its own shard (check_owned), not every frame of
+        # every domain on every rank.
+        domains = find_domains(cfg.data, log=self.info, check=False)
+        t0 = self._phase("domains", t0)
         small = [d for d in domains if d.train_hint < cfg.data.min_train_frames]
         for d in small:
             self.info(f"data: dropping {d.name}: {d.train_hint} annotated training frames "
@@ -254,18 +268,42 @@ class Pretrainer:
         for line in describe_shards(self.shards, [d.name for d in domains], sizes):
             self.info("sharding: " + line)
 
-        # Outlier filter on the owned domains; per-sequence counts are summed to rank 0 for the log.
-        counts = np.zeros((len(domains), len(RULES)))
+        # Frame check (data.check_frames) and outlier filter on the owned domains; per-sequence
+        # counts are summed to every rank for the log, with one more column: 1 where the check failed.
+        counts = np.zeros((len(domains), len(RULES) + 1))
+        t_check = 0.0
         for i in self.owned:
+            if cfg.data.check_frames:
+                t1 = time.perf_counter()
+                try:
+                    check_domain(domains[i])
+                except DataError:
+                    counts[i, -1] = 1  # reported below, by every rank, after the allreduce
+                    continue
+                finally:
+                    t_check += time.perf_counter() - t1
             prepare_domain(domains[i], cfg.outliers)
-            counts[i] = [domains[i].outlier_counts[r] for r in RULES]
+            counts[i, :-1] = [domains[i].outlier_counts[r] for r in RULES]
             if len(domains[i].train_frames) == 0:
                 raise DataError(f"{domains[i].name}: no training frame left after the outlier filter; "
                                 f"list it in data.exclude or loosen the outliers.* settings")
+        self.phase_s["setup_check_s"] = t_check
         # Horovod: sum the per-domain counts to every rank (each rank filled only its own domains).
         counts = dist.allreduce_sum_np(counts.reshape(-1), "setup.outliers").reshape(counts.shape)
-        for i, d in enumerate(domains):
-            self.info("outliers: " + describe_counts(d.name, dict(zip(RULES, counts[i].astype(int))), len(d.sequence)))
+        bad = np.flatnonzero(counts[:, -1])
+        if len(bad):
+            # Every rank stops with the same error before step 0: the check is a pure function of
+            # the files, so each rank repeats it on the first bad domain for the message.
+            check_domain(domains[bad[0]])
+            raise DataError(f"data: sequence {domains[bad[0]].name!r}: a frame file or box failed the check "
+                            f"on the rank that owns it (and passed here: did the file change?)")
+        counts = counts[:, :-1]
+        if cfg.data.check_frames:
+            self.info(f"data: checked {sum(len(d.sequence.frames) for d in domains)} frame files and their "
+                      f"boxes in {len(domains)} domains, each rank its own shard ({t_check:.1f} s on rank 0): "
+                      f"no truncated frame")
+        self._log_outliers(domains, counts)
+        t0 = self._phase("outliers", t0)
 
         # Model: trunk + this rank's branches.
         self.model = MultiDomainNet(self.spec, {i: domains[i].name for i in self.owned}, self.ctx,
@@ -287,8 +325,10 @@ class Pretrainer:
                   f"shared lr x{self.lr_scale:g} (lr_scaling={cfg.optim.lr_scaling}, {world.size} ranks); "
                   f"clip shared grad norm {cfg.optim.clip_norm:g}; schedule {cfg.schedule.kind}")
 
+        t0 = self._phase("model", t0)
         if self.resume_from is not None:
             self._restore(self.resume_from)
+            t0 = self._phase("restore", t0)
         # Horovod: every rank starts from rank 0's shared weights (and momentum).
         dist.broadcast_parameters(self.shared, prefix="shared.")
         mom = get_momentum(self.shared_trainer)
@@ -307,6 +347,30 @@ class Pretrainer:
                       f"{self.start_step}): running to the end")
         self.prefetch = Prefetcher(self._make_batch, self.start_step, self.stop_step,
                                    cfg.data.workers, cfg.data.prefetch)
+        self._phase("broadcast", t0)
+        self.phase_s["setup_s"] = time.perf_counter() - t_setup
+
+    # Per-domain outlier lines: the first domains, then only those that lost frames, up to a cap;
+    # a total line always. One line per domain was 10,000 lines per start at GOT-10k's size.
+    OUTLIER_LINES = (20, 200)
+
+    def _log_outliers(self, domains, counts) -> None:
+        if not self.world.is_main:
+            return
+        first, more = self.OUTLIER_LINES
+        shown = 0
+        for i, d in enumerate(domains):
+            dropped = counts[i].any()
+            if i < first or (dropped and shown < more):
+                shown += i >= first
+                self.info("outliers: " + describe_counts(d.name, dict(zip(RULES, counts[i].astype(int))), len(d.sequence)))
+        if len(domains) > first:
+            hit = int(counts.any(axis=1).sum())
+            unlisted = hit - int(counts[:first].any(axis=1).sum()) - shown
+            total = dict(zip(RULES, counts.sum(axis=0).astype(int)))
+            self.info(f"outliers: all {len(domains)} domains: "
+                      + describe_counts("frames", total, sum(len(d.sequence) for d in domains))
+                      + f"; {hit} domain(s) lost frames" + (f", {unlisted} not listed above" if unlisted else ""))
 
     def _restore(self, ckpt_dir: Path) -> None:
         meta = ckpt.read_meta(ckpt_dir)
@@ -333,8 +397,10 @@ class Pretrainer:
         for d in self.owned:
             b = branches[self.domains[d].name]
             head = self.model.branches[d]
-            head.weight.set_data(mx.nd.array(b["weight"], ctx=self.ctx))
-            head.bias.set_data(mx.nd.array(b["bias"], ctx=self.ctx))
+            # A copy into the existing arrays (the same float32 values as set_data): set_data costs
+            # ~0.5 ms a call in Gluon, 5 s for the 5,000 branches of a rank at 10,000 domains.
+            head.weight.data(self.ctx)[:] = np.asarray(b["weight"], np.float32)
+            head.bias.data(self.ctx)[:] = np.asarray(b["bias"], np.float32)
             set_momentum(self.branch_trainers[d], {head.weight.name: b["momentum_weight"],
                                                    head.bias.name: b["momentum_bias"]}, self.ctx)
         step = meta.step
@@ -453,6 +519,7 @@ class Pretrainer:
             h.before_train(self)
         self.step = self.start_step
         kill_at = dist.debug_kill_step(self.world.rank) if self.debug_kill else None  # MDNET_DEBUG_KILL: tests
+        self.loop_start_unix = time.time()
         with self.stop_on_rank_failure("loop"):
             try:
                 while self.step < self.stop_step:
@@ -460,6 +527,8 @@ class Pretrainer:
                         dist.kill_self(self.world.rank, self.step)
                     stats = self.run_step(self.step)
                     self.step += 1
+                    if self.first_step_unix is None:
+                        self.first_step_unix = time.time()
                     for h in self.hooks:
                         h.after_step(self, stats)
             finally:

@@ -23,8 +23,8 @@ import numpy as np
 
 from online.atomic import atomic_write
 from online.readers import find_sequences, load
-from online.readers.pack import PACK_FORMAT, PACK_VERSION, PackFrames, SequenceDigest, decode_bytes, \
-    read_pack_entries
+from online.readers.pack import INDEX_GROUP, PACK_FORMAT, PACK_VERSION, PackFrames, SequenceDigest, \
+    decode_bytes, read_pack_entries
 from online.sequence import DataError, ImageFiles, Sequence
 
 # Frame bytes are gathered into buffers of about this size before each HDF5 write.
@@ -40,6 +40,8 @@ class _Item:
     missing: np.ndarray    # frame file absent when found
     files: list[str]       # frame file names
     source: str            # where the frames come from (a folder, or pack:/seq/group)
+    crc: np.ndarray | None = None  # filled by _write_sequence, for /index
+    data_offset: int = -1          # file offset of the sequence's bytes (-1: none), for /index
 
 
 def _root_name(root) -> str:
@@ -157,6 +159,7 @@ def write_pack(out: str | Path, roots: list[str], frames: int = 0,
                     eta = (total_bytes - done_bytes) / rate if rate > 0 else 0.0
                     log(f"[{k + 1}/{len(items)}] {it.group}: {done_bytes / 1e6:.1f} of "
                         f"{total_bytes / 1e6:.1f} MB, {rate / 1e6:.1f} MB/s, about {eta:.0f} s left")
+            _write_index(f, items, h5py)
     atomic_write(out, write)
     summary = {"pack": str(out), "sequences": len(items), "frames": total_frames, "bytes": total_bytes,
                "missing_frames": n_missing, "seconds": time.time() - t0}
@@ -164,6 +167,38 @@ def write_pack(out: str | Path, roots: list[str], frames: int = 0,
         f"in {summary['seconds']:.1f} s" + (f"; {n_missing} frame file(s) were missing (reading "
                                            f"them fails, as from the folders)" if n_missing else ""))
     return summary
+
+
+def _write_index(f, items: list, h5py) -> None:
+    # /index: every sequence's listing (name, root, boxes, flags, ...) in a few whole-pack arrays,
+    # so a reader lists 10,000 sequences with a dozen reads instead of ~10 per sequence (layout:
+    # online/readers/pack.py). A copy: /seq/<group> stays the authority that --verify hashes.
+    n = np.array([len(it.seq) for it in items], np.int64)
+    g = f.create_group(INDEX_GROUP)
+    g.create_dataset("box_offsets", data=np.concatenate([[0], np.cumsum(n)]).astype(np.int64))
+    g.create_dataset("boxes", data=np.concatenate([it.seq.boxes.astype(np.float64) for it in items]
+                                                  or [np.zeros((0, 4))]).reshape(-1, 4))
+    g.create_dataset("absent", data=np.concatenate([it.seq.absent.astype(bool) for it in items]
+                                                   or [np.zeros(0, bool)]))
+    for key, values in (("name", [it.seq.name for it in items]), ("root", [it.root for it in items]),
+                        ("format", [it.seq.format for it in items]),
+                        ("problems", [json.dumps(list(it.seq.problems)) for it in items])):
+        g.create_dataset(key, data=values, dtype=h5py.string_dtype())
+    g.create_dataset("frames_on_disk", data=np.array([int(it.seq.frames_on_disk) for it in items], np.int64))
+    g.create_dataset("has_groundtruth", data=np.array([bool(it.seq.has_groundtruth) for it in items], bool))
+    # The frame tables: reading and checking frames need no per-sequence group access.
+    g.create_dataset("frame_offsets", data=np.concatenate(
+        [np.concatenate([[0], np.cumsum(it.sizes)]) for it in items] or [np.zeros(0)]).astype(np.int64))
+    g.create_dataset("crc32", data=np.concatenate([it.crc for it in items] or [np.zeros(0)]).astype(np.uint32))
+    g.create_dataset("missing", data=np.concatenate([it.missing for it in items] or [np.zeros(0)]).astype(bool))
+    g.create_dataset("data_offset", data=np.array([it.data_offset for it in items], np.int64))
+    # Frame file names (for error messages) as fixed-length bytes: read back as one numpy array.
+    names = [f.encode("utf-8") for it in items for f in it.files]
+    g.create_dataset("files", data=np.array(names, dtype=f"S{max(1, max(map(len, names), default=1))}"))
+    # (W, H) of frame 0 as the readers decoded it, (0, 0) when unknown: pretraining's outlier
+    # filter needs it and would otherwise decode every owned domain's first frame at start.
+    g.create_dataset("image_size", data=np.array([it.seq.image_size if it.seq.image_size and not it.missing[0]
+                                                  else (0, 0) for it in items], np.int64).reshape(-1, 2))
 
 
 def _write_sequence(seqs, it: _Item, h5py) -> int:
@@ -192,6 +227,9 @@ def _write_sequence(seqs, it: _Item, h5py) -> int:
             buf = bytearray()
     g.create_dataset("offsets", data=offsets)
     g.create_dataset("crc32", data=crc)
+    it.crc = crc
+    where = data.id.get_offset()  # contiguous data written: its place in the file (None if empty)
+    it.data_offset = -1 if where is None else int(where)
     g.create_dataset("files", data=it.files, dtype=h5py.string_dtype())
     g.create_dataset("missing", data=it.missing)
     g.create_dataset("boxes", data=seq.boxes.astype(np.float64))
