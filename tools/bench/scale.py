@@ -193,7 +193,8 @@ def run_one(pack: Path, out: Path, n_ranks: int, steps: int, overrides: list, wh
     r = json.loads((out / "timing.json").read_text())
     return {
         "domains": t["domains"], "launch_to_step0_s": t["loop_start_unix"] - t_launch,
-        "setup_s": t["setup_s"], "setup_domains_s": t["setup_domains_s"], "setup_outliers_s": t["setup_outliers_s"],
+        "setup_s": t["setup_s"], "setup_domains_s": t["setup_domains_s"], "setup_check_s": t.get("setup_check_s"),
+        "setup_outliers_s": t["setup_outliers_s"],
         "setup_model_s": t["setup_model_s"], "step_s": t["step_s_median"], "step_s_mean": t["step_s"],
         "peak_rss_mb": max(t["peak_rss_mb_per_rank"]), "ckpt_mb": size_mb,
         "ckpt_write_s": t["checkpoint_write_s"], "ckpt_read_s": read_s, "val_s": t.get("val_s", float("nan")),
@@ -268,7 +269,8 @@ def simulate(n_domains: int, worlds: list, fc_width: int, work: Path) -> list:
 # ------------------------------------------------------------------------------ the command
 
 RUN_COLUMNS = (("domains", "domains", "{:.0f}"), ("launch_to_step0_s", "launch->step0 s", "{:.1f}"),
-               ("setup_domains_s", "find+check s", "{:.2f}"), ("setup_outliers_s", "outliers s", "{:.2f}"),
+               ("setup_domains_s", "listing s", "{:.2f}"), ("setup_check_s", "check s", "{:.2f}"),
+               ("setup_outliers_s", "check+outliers s", "{:.2f}"),
                ("setup_model_s", "model s", "{:.2f}"), ("step_s", "step s", "{:.3f}"),
                ("peak_rss_mb", "RSS MB/rank", "{:.0f}"), ("ckpt_mb", "ckpt MB", "{:.1f}"),
                ("ckpt_write_s", "ckpt write s", "{:.2f}"), ("ckpt_read_s", "ckpt read s", "{:.2f}"),
