@@ -29,6 +29,12 @@ Two feature sources (online/features.py, `TrackerConfig.mode`): `exact` crops ev
 `fast` runs conv1-3 once per region around each target at the target's scale and pools every box
 with RoIAlign (online/roi.py). Everything after the conv3 features -- fc4-fc6, online training on
 cached features, hard mining, box regression, the memory rules -- is the same code in both modes.
+Two options change MDNet's online rules, and fast mode turns both on by default (`auto`,
+TrackerConfig.resolved; measured in docs/benchmarks.md, "Real time on a 2-core CPU"): `online_fc4`
+(first: fc4 is trained on the first frame, then frozen, and the memory holds each sample's 512-d
+fc4 output, so updates train fc5-fc6 on it) and `stored_region` (candidates: a successful frame's
+samples are pooled from the candidates' map instead of a second region pass, keeping those it
+holds). Exact mode keeps MDNet's rules.
 
 GPU readiness: everything runs on `ctx`; every forward has a fixed batch shape (convs and fc
 inference: `batch_test`, padded; training: `batch_pos + batch_neg`), so hybridized graphs are

@@ -339,3 +339,25 @@ def test_fc4_trained_on_the_first_frame_then_frozen(synth_dir):
         tracker.track(seq.frame(i))
     np.testing.assert_array_equal(fc4_weight(), frozen)
     assert not np.array_equal(t.train_head.fc5.weight.data().asnumpy(), fc5)  # updates ran (fc5-fc6)
+
+
+def test_bench_track_compares_variants_against_csrt(capsys):
+    # --variant: named override sets run round-robin like modes; --csrt: OpenCV's CSRT on the same
+    # frames in every round, and each run's fps over CSRT's; the CPU is named beside the figures.
+    import json
+
+    from tools.bench import cli as bench
+    from tests.online.test_tracker import TINY_WIDTHS
+
+    argv = ["track", "--weights", "random:0", "--widths", TINY_WIDTHS, "--frames", "3", "--json", "--mode", "fast",
+            "--variant", "mdnet:online_fc4=train,stored_region=own", "--variant", "default:", "--csrt",
+            "--repeats", "2"] + [a for o in FAST for a in ("--set", o)]
+    assert bench.main(bench.build_parser().parse_args(argv)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["runs"]) == {"mdnet", "default"} and report["fps_ratios"]["mdnet"] == 1.0
+    assert report["variants"] == {"mdnet": ["online_fc4=train", "stored_region=own"], "default": []}
+    assert report["csrt_fps"] > 0 and set(report["fps_over_csrt"]) == {"mdnet", "default"}
+    assert report["cpu"] and len(report["load_average"]) == 3
+    assert report["runs"]["mdnet"]["regions_per_frame"] > report["runs"]["default"]["regions_per_frame"] - 1e-9
+    with pytest.raises(SystemExit):
+        bench.main(bench.build_parser().parse_args(["track", "--variant", "nocolon"]))

@@ -15,6 +15,11 @@ Comparing options: `--mode exact,fast`, `--trunk-dtype fp32,bf16,int8` (CPU; `fp
 runs them N times round-robin (so a change of machine load hits every option alike) and reports
 per option the median of each figure, and `fps_ratios` = the median over rounds of
 fps(option) / fps(first option) in that round.
+`--variant NAME:KEY=VALUE,...` (repeatable) compares named sets of config overrides the same way
+(e.g. MDNet's online rules against fast mode's defaults: `--variant
+mdnet:online_fc4=train,stored_region=own --variant default:`); `--csrt` also tracks the same frames
+with OpenCV's CSRT in every round (`fps_over_csrt`: a ratio that holds across machines). Every
+result names the CPU (`cpu`, `cpu_flags`) and the machine's `load_average`.
 Every run reports its parts by phase (`phases`: first frame: features, of which int8 calibration,
 training (of which hard-negative mining), box-regression fit; per frame: candidates, stored samples,
 updates (of which mining), box regression).
@@ -227,7 +232,16 @@ def bench_track(args) -> int:
                                     trunk.spec, image0, cands, batch=c.batch_test,
                                     repeats=max(1, args.profile_repeats))
             from tools.bench.train_profile import profile_updates
-            updates = profile_updates(trunk, cfgs, ctx, seq, args.seed, repeats=max(1, args.profile_repeats))
+            if len(variants) > 1:
+                # One profile per variant (its first config), keyed "variant/mining dtype".
+                updates = {}
+                for v in dict.fromkeys(cfg_variants):
+                    c = cfgs[cfg_variants.index(v)]
+                    for dtype, prof in profile_updates(trunk, [c], ctx, seq, args.seed,
+                                                       repeats=max(1, args.profile_repeats)).items():
+                        updates[f"{v}/{dtype}"] = prof
+            else:
+                updates = profile_updates(trunk, cfgs, ctx, seq, args.seed, repeats=max(1, args.profile_repeats))
     finally:
         if tmp is not None:
             tmp.cleanup()
