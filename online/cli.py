@@ -427,7 +427,8 @@ def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     # The config as it runs: `mining_dtype: auto` written as the precision it resolved to here, so
     # the file reruns the same way on another machine.
-    ran = dataclasses.replace(cfg, mining_dtype=resolve_mining_dtype(cfg.mining_dtype, cfg.mode, ctx))
+    # (and online_fc4 / stored_region, whose `auto` depends on the mode: TrackerConfig.resolved)
+    ran = dataclasses.replace(cfg.resolved(), mining_dtype=resolve_mining_dtype(cfg.mining_dtype, cfg.mode, ctx))
     run_info = {"config": config_to_dict(ran), "weights": args.weights, "provenance": provenance,
                 "net": trunk.spec.to_dict(),
                 "seed": args.seed, "protocol": args.protocol, "device": str(ctx), "threads": threads,
