@@ -35,6 +35,8 @@ import numpy as np
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from online.trunks.ops import MapBlock
+
 # torchvision MobileNetV2 (width 1.0): features.N -> (in channels, out channels, expansion, stride);
 # features.0 is a plain 3x3/2 conv, features.1.. are inverted residual blocks.
 BLOCKS = (
@@ -215,16 +217,12 @@ class ConvStage(gluon.HybridBlock):
         return self.layers(_normalise(F, x, self.spec))
 
 
-class FeatureMap(gluon.HybridBlock):
+class FeatureMap(MapBlock):
     """The ConvStage's map without the flatten (same parameters): region -> map at `stride` 16 (the
     net as it is) or 8 (dense: see the module docstring)."""
 
     def __init__(self, convs: ConvStage, stride: int = 16, **kw):
-        super().__init__(prefix="", **kw)
-        if stride not in (8, 16):
-            raise ValueError(f"feature map stride must be 8 or 16, got {stride}")
-        self.convs = convs
-        self.stride = stride
+        super().__init__(convs, stride, **kw)
         self.spec = convs.spec
         with self.name_scope():
             self.dense = _Layers(convs.spec, dense=True, share=convs.layers) if stride == 8 else None

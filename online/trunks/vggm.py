@@ -20,6 +20,7 @@ import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from online.trunks.ops import MapBlock
 from online.trunks.ops import relu as _relu
 
 # MatConvNet VGG-M LRN: x / (kappa + alpha * sum_{n=5} x^2)^beta with kappa=2, alpha=1e-4, beta=0.75.
@@ -164,7 +165,7 @@ class ConvStage(gluon.HybridBlock):
         return _relu(F, self.conv3(x))
 
 
-class FeatureMap(gluon.HybridBlock):
+class FeatureMap(MapBlock):
     """A ConvStage's conv1-3 without the flatten (same parameters): region -> conv3 map.
 
     `stride=16`: the net as it is (conv3 cells 16 px apart). `stride=8`: the same function
@@ -174,11 +175,7 @@ class FeatureMap(gluon.HybridBlock):
     """
 
     def __init__(self, convs: ConvStage, stride: int = 16, **kw):
-        super().__init__(prefix="", **kw)
-        if stride not in (8, 16):
-            raise ValueError(f"feature map stride must be 8 or 16, got {stride}")
-        self.convs = convs
-        self.stride = stride
+        super().__init__(convs, stride, **kw)
         if stride == 8:
             c2, c3 = convs.spec.conv_channels[1:]
             # Shares conv3's parameters (same names, same arrays), only the dilation differs.
